@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/odata-bridge/bridge/connector"
+	"github.com/odata-bridge/bridge/odata"
+	"github.com/odata-bridge/bridge/odata/rest"
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+// serve runs the bridge until ctx ends. ln, when not nil, is an open
+// listener to serve on instead of cfg.Listen.
+func serve(ctx context.Context, cfg *Config, stdout io.Writer, ln net.Listener) error {
+	log := newLogger(cfg, stdout)
+	app, err := build(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer app.close()
+
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+	}
+	srv := &http.Server{
+		Handler: app.handler,
+		// Power BI refreshes stream for many minutes: no WriteTimeout, and
+		// no ReadTimeout that would cut a long response's connection.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", slog.String("addr", ln.Addr().String()), slog.String("public_url", cfg.PublicURL), slog.String("store", app.storeKind))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", slog.Duration("deadline", time.Duration(cfg.ShutdownTimeout)))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(cfg.ShutdownTimeout))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown deadline passed; closing remaining connections", slog.Any("error", err))
+		srv.Close()
+	}
+	<-errc
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// app is the wired bridge.
+type app struct {
+	handler   http.Handler
+	store     *tokencache.Store
+	storeKind string
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+}
+
+// build constructs the parts and hands them to each other.
+func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	public := strings.TrimSuffix(cfg.PublicURL, "/")
+	keys := make([]tokencache.Key, 0, len(cfg.EncryptionKeys))
+	for _, k := range cfg.EncryptionKeys {
+		key, err := tokencache.ParseKey(k)
+		if err != nil {
+			return nil, &exitError{code: 2, err: fmt.Errorf("encryption_keys: %w", err)}
+		}
+		keys = append(keys, key)
+	}
+	var (
+		rdb       redis.UniversalClient
+		storeKind = "memory"
+	)
+	if cfg.Redis.URL != "" || len(cfg.Redis.Addrs) > 0 {
+		var err error
+		if rdb, err = redisClient(cfg); err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		storeKind = "redis"
+	} else {
+		log.Warn("no redis configured: sessions live in this process's memory and are lost on restart; run one replica only")
+	}
+
+	provider := connector.NewProvider(connector.ProviderConfig{
+		Issuer:       cfg.IdP.Issuer,
+		AuthURL:      cfg.IdP.AuthURL,
+		TokenURL:     cfg.IdP.TokenURL,
+		ClientID:     cfg.IdP.ClientID,
+		ClientSecret: cfg.IdP.ClientSecret,
+		Scopes:       cfg.IdP.Scopes,
+		Resource:     cfg.IdP.Resource,
+		RedirectURL:  public + "/oauth/callback",
+	})
+	store, err := tokencache.New(tokencache.Options{
+		Redis:       rdb,
+		Keys:        keys,
+		Refresher:   provider,
+		AccessTTL:   time.Duration(cfg.Session.AccessTTL),
+		RefreshTTL:  time.Duration(cfg.Session.RefreshTTL),
+		HotCacheTTL: time.Duration(cfg.Session.HotCacheTTL),
+		Logger:      log.With(slog.String("component", "tokencache")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token cache: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	relaySources, sources, err := feedSources(cfg, provider, public, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	relay, err := odata.NewRelay(relaySources, odata.Options{
+		APIKeyParam: cfg.Keys.APIKeyParam,
+		Registerer:  reg,
+		Logger:      log.With(slog.String("component", "relay")),
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, src *odata.Source, err error) {
+			v := "4.0"
+			if src != nil && src.Version != "" {
+				v = src.Version
+			}
+			connector.WriteError(w, v, err)
+		},
+	})
+	if err != nil {
+		store.Close()
+		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
+	}
+	skipSecret := derive(keys, "odata-bridge rest skiptoken")
+	for i := range sources {
+		src := &sources[i]
+		sc := sourceConfig(cfg, src.Name)
+		switch src.Kind {
+		case "odata":
+			name := src.Name
+			src.Serve = func(w http.ResponseWriter, r *http.Request, path, user string, auth connector.Authorizer) {
+				relay.Serve(w, r, name, path, user, auth)
+			}
+			src.ODataVersion = func() string {
+				if s, ok := relay.Source(name); ok {
+					return s.Version
+				}
+				return ""
+			}
+		case "rest":
+			sets, err := restEntitySets(sc)
+			if err != nil {
+				store.Close()
+				return nil, &exitError{code: 2, err: err}
+			}
+			svc, err := rest.New(rest.Source{
+				Name:       sc.Name,
+				URL:        sc.URL,
+				PublicBase: public + "/odata/" + sc.Name + "/",
+				EntitySets: sets,
+			}, rest.Options{
+				Secret: skipSecret,
+				Logger: log.With(slog.String("component", "rest"), slog.String("source", sc.Name)),
+				ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+					connector.WriteError(w, "4.0", err)
+				},
+			})
+			if err != nil {
+				store.Close()
+				return nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
+			}
+			src.Serve = func(w http.ResponseWriter, r *http.Request, path, user string, auth connector.Authorizer) {
+				svc.Serve(w, r, path, user, auth)
+			}
+			src.ODataVersion = func() string { return "4.0" }
+		}
+	}
+
+	clients := make([]connector.Client, 0, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		clients = append(clients, connector.Client{ID: c.ID, RedirectURIs: c.RedirectURIs})
+	}
+	srv, err := connector.New(connector.Options{
+		PublicURL:      public,
+		TrustedProxies: cfg.TrustedProxies,
+		Store:          store,
+		Provider:       provider,
+		Clients:        clients,
+		Sources:        sources,
+		APIKeyParam:    cfg.Keys.APIKeyParam,
+		AccessTTL:      time.Duration(cfg.Session.AccessTTL),
+		Logger:         log,
+		Registerer:     reg,
+		Gatherer:       reg,
+		CookieKey:      derive(keys, "odata-bridge page cookie"),
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &app{handler: srv, store: store, storeKind: storeKind}, nil
+}
+
+// feedSources turns the configured sources into the relay's sources and the
+// connector's view of them.
+func feedSources(cfg *Config, provider *connector.Provider, public string, log *slog.Logger) ([]odata.Source, []connector.Source, error) {
+	var relay []odata.Source
+	var out []connector.Source
+	for _, sc := range cfg.Sources {
+		src := connector.Source{Name: sc.Name, Title: sc.Title, Kind: sc.Kind, Auth: sc.Auth}
+		if sc.Auth == "client-credentials" {
+			log.Warn("source uses one service identity for every caller: all callers see the same data",
+				slog.String("source", sc.Name))
+			resource := sc.Resource
+			if resource == "" {
+				resource = cfg.IdP.Resource
+			}
+			src.Service = provider.ServiceTokens(sc.Scopes, resource)
+		}
+		if sc.Kind == "odata" {
+			relay = append(relay, odata.Source{
+				Name:          sc.Name,
+				URL:           sc.URL,
+				Aliases:       sc.Aliases,
+				PublicBase:    public + "/odata/" + sc.Name + "/",
+				Batch:         sc.Batch,
+				HeaderTimeout: time.Duration(sc.HeaderTimeout),
+			})
+		}
+		out = append(out, src)
+	}
+	return relay, out, nil
+}
+
+func sourceConfig(cfg *Config, name string) SourceConfig {
+	for _, sc := range cfg.Sources {
+		if sc.Name == name {
+			return sc
+		}
+	}
+	return SourceConfig{}
+}
+
+// restEntitySets returns a REST source's mapping: its preset, or its
+// inline entity sets.
+func restEntitySets(sc SourceConfig) ([]rest.EntitySet, error) {
+	if sc.Preset != "" {
+		sets, err := rest.Preset(sc.Preset)
+		if err != nil {
+			return nil, fmt.Errorf("sources: %s: %w", sc.Name, err)
+		}
+		return sets, nil
+	}
+	if err := rest.Validate(sc.EntitySets); err != nil {
+		return nil, fmt.Errorf("sources: %s: %w", sc.Name, err)
+	}
+	return sc.EntitySets, nil
+}
+
+// redisClient builds the universal client: standalone from redis.url,
+// Cluster from several addrs, Sentinel from addrs with master_name.
+func redisClient(cfg *Config) (redis.UniversalClient, error) {
+	uo := &redis.UniversalOptions{
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+		PoolSize:     16 * runtime.GOMAXPROCS(0),
+		MasterName:   cfg.Redis.MasterName,
+		Addrs:        cfg.Redis.Addrs,
+	}
+	if cfg.Redis.URL != "" {
+		o, err := redis.ParseURL(cfg.Redis.URL)
+		if err != nil {
+			return nil, errors.New("redis.url: cannot be parsed as a redis:// or rediss:// URL")
+		}
+		uo.Addrs = []string{o.Addr}
+		uo.DB = o.DB
+		uo.Username = o.Username
+		uo.Password = o.Password
+		uo.TLSConfig = o.TLSConfig
+	}
+	return redis.NewUniversalClient(uo), nil
+}
+
+// derive returns a 32-byte key for one purpose from the first encryption
+// key, so every replica derives the same; without keys, a random one.
+func derive(keys []tokencache.Key, purpose string) []byte {
+	if len(keys) == 0 {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return b
+	}
+	m := hmac.New(sha256.New, keys[0].Secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}

@@ -1,0 +1,125 @@
+package connector
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+// sourceInfo is one entry of GET /api/sources (DESIGN §4).
+type sourceInfo struct {
+	Name         string `json:"name"`
+	Title        string `json:"title"`
+	Kind         string `json:"kind"`
+	ODataVersion string `json:"odata_version"`
+	URL          string `json:"url"`
+}
+
+// feedURL is the bridge URL of a source's service root.
+func (s *Server) feedURL(name string) string { return s.url("/odata/" + name + "/") }
+
+func (s *Server) sourceList() []sourceInfo {
+	out := make([]sourceInfo, 0, len(s.opts.Sources))
+	for i := range s.opts.Sources {
+		src := &s.opts.Sources[i]
+		title := src.Title
+		if title == "" {
+			title = src.Name
+		}
+		out = append(out, sourceInfo{Name: src.Name, Title: title, Kind: src.Kind, ODataVersion: src.version(), URL: s.feedURL(src.Name)})
+	}
+	return out
+}
+
+// listSources feeds the custom connector's navigation table.
+func (s *Server) listSources(c *gin.Context) {
+	c.JSON(http.StatusOK, s.sourceList())
+}
+
+// keyInfo is a feed key as listed; the key itself is shown only once.
+type keyInfo struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+func toKeyInfo(k tokencache.KeyInfo) keyInfo {
+	ki := keyInfo{ID: k.ID, Name: k.Name, CreatedAt: k.CreatedAt.UTC()}
+	if !k.LastUsedAt.IsZero() {
+		t := k.LastUsedAt.UTC()
+		ki.LastUsedAt = &t
+	}
+	return ki
+}
+
+// subjectOf returns the subject of the request's session.
+func (s *Server) subjectOf(c *gin.Context) (string, string, error) {
+	sid := c.GetString(sessionKey)
+	sess, err := s.opts.Store.Session(c.Request.Context(), sid)
+	if err != nil {
+		return "", "", err
+	}
+	return sid, sess.Subject, nil
+}
+
+func (s *Server) listKeys(c *gin.Context) {
+	_, sub, err := s.subjectOf(c)
+	if err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	keys, err := s.opts.Store.FeedKeys(c.Request.Context(), sub)
+	if err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	out := make([]keyInfo, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, toKeyInfo(k))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// createKeyRequest is the body of POST /api/keys.
+type createKeyRequest struct {
+	Name string `json:"name" binding:"required,min=1,max=100"`
+}
+
+func (s *Server) createKey(c *gin.Context) {
+	var req createKeyRequest
+	if err := c.ShouldBindJSON(&req); err != nil {
+		c.JSON(http.StatusBadRequest, gin.H{"error": gin.H{"code": "BadRequest", "message": `The body must be JSON {"name": "…"} with a name of 1 to 100 characters.`}})
+		return
+	}
+	sid, _, err := s.subjectOf(c)
+	if err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	info, key, err := s.opts.Store.CreateFeedKey(c.Request.Context(), sid, req.Name)
+	if err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	s.log.InfoContext(c.Request.Context(), "feed key created", slog.String("key_id", info.ID))
+	c.JSON(http.StatusCreated, gin.H{"id": info.ID, "name": info.Name, "key": string(key), "created_at": info.CreatedAt.UTC()})
+}
+
+func (s *Server) deleteKey(c *gin.Context) {
+	_, sub, err := s.subjectOf(c)
+	if err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	if err := s.opts.Store.RevokeFeedKey(c.Request.Context(), sub, c.Param("id")); err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	s.log.InfoContext(c.Request.Context(), "feed key revoked", slog.String("key_id", c.Param("id")))
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,143 @@
+package connector
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+const sessionKey = "session_id"
+
+// credential is what a caller presented to the bridge.
+type credential struct {
+	kind  string // "bearer", "key" or "" for none
+	value string
+}
+
+// callerCredential reads the bridge credential of a request: a bearer
+// token, a feed key as the Basic password, or the feed key query parameter
+// (Power BI's "Web API" credential). Malformed headers are errors.
+func (s *Server) callerCredential(r *http.Request) (credential, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) > 1 {
+		return credential{}, fmt.Errorf("%w: more than one Authorization header", errBadCredentials)
+	}
+	if len(h) == 1 {
+		scheme, rest, _ := strings.Cut(h[0], " ")
+		rest = strings.TrimSpace(rest)
+		switch strings.ToLower(scheme) {
+		case "bearer":
+			if rest == "" {
+				// Power Query sends an empty bearer to discover the challenge.
+				return credential{}, errNoCredentials
+			}
+			return credential{"bearer", rest}, nil
+		case "basic":
+			raw, err := base64.StdEncoding.DecodeString(rest)
+			if err != nil {
+				return credential{}, fmt.Errorf("%w: malformed Basic header", errBadCredentials)
+			}
+			_, password, ok := strings.Cut(string(raw), ":")
+			if !ok || password == "" {
+				return credential{}, fmt.Errorf("%w: Basic header without a feed key", errBadCredentials)
+			}
+			return credential{"key", password}, nil
+		default:
+			return credential{}, fmt.Errorf("%w: unsupported Authorization scheme", errBadCredentials)
+		}
+	}
+	if k := r.URL.Query()[s.opts.APIKeyParam]; len(k) > 0 {
+		if len(k) != 1 || k[0] == "" {
+			return credential{}, fmt.Errorf("%w: malformed %s", errBadCredentials, s.opts.APIKeyParam)
+		}
+		return credential{"key", k[0]}, nil
+	}
+	return credential{}, errNoCredentials
+}
+
+// sessionOf resolves a caller's credential to a session ID.
+func (s *Server) sessionOf(ctx context.Context, cr credential) (string, error) {
+	var (
+		sid string
+		err error
+	)
+	switch cr.kind {
+	case "bearer":
+		sid, err = s.opts.Store.Authenticate(ctx, cr.value)
+	case "key":
+		if !strings.HasPrefix(cr.value, "obk_") {
+			return "", fmt.Errorf("%w: not a feed key", errBadCredentials)
+		}
+		sid, err = s.opts.Store.FeedKey(ctx, cr.value)
+	default:
+		return "", errNoCredentials
+	}
+	if errors.Is(err, tokencache.ErrNotFound) {
+		return "", fmt.Errorf("%w: unknown, expired or revoked", errBadCredentials)
+	}
+	return sid, err
+}
+
+// requireSession authenticates /api routes with a bridge bearer token or a
+// feed key; the sign-in page's cookie is accepted where the page is served.
+func (s *Server) requireSession(c *gin.Context) {
+	sid, err := s.pageSession(c)
+	if err != nil || sid == "" {
+		var cr credential
+		if cr, err = s.callerCredential(c.Request); err == nil {
+			sid, err = s.sessionOf(c.Request.Context(), cr)
+		}
+	}
+	if err != nil {
+		writeODataError(c.Writer, "4.0", err)
+		c.Abort()
+		return
+	}
+	c.Set(sessionKey, sid)
+	c.Next()
+}
+
+// sessionAuthorizer sends the session's provider access token upstream.
+type sessionAuthorizer struct {
+	store Store
+	sid   string
+	last  tokencache.Secret
+}
+
+func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, renew bool) error {
+	var (
+		tok tokencache.Secret
+		err error
+	)
+	if renew && a.last != "" {
+		tok, err = a.store.Renew(ctx, a.sid, a.last)
+	} else {
+		tok, err = a.store.Token(ctx, a.sid)
+	}
+	if err != nil {
+		return err
+	}
+	a.last = tok
+	out.Header.Set("Authorization", "Bearer "+string(tok))
+	return nil
+}
+
+// basicAuthorizer forwards the caller's Basic credentials unchanged (flow C).
+type basicAuthorizer struct{ header string }
+
+func (a basicAuthorizer) Authorize(_ context.Context, out *http.Request, _ bool) error {
+	out.Header.Set("Authorization", a.header)
+	return nil
+}
+
+// noAuthorizer sends nothing upstream.
+type noAuthorizer struct{}
+
+func (noAuthorizer) Authorize(context.Context, *http.Request, bool) error { return nil }

@@ -1,0 +1,170 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/odata-bridge/bridge/odata"
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+// feed authenticates a relay call by the source's auth mode and hands it to
+// the source's Feed.
+func (s *Server) feed(c *gin.Context) {
+	r := c.Request
+	name := c.Param("source")
+	src, ok := s.sources[name]
+	if !ok {
+		writeODataError(c.Writer, "4.0", fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		return
+	}
+	version := src.version()
+	// The remainder after /odata/{source}/, still escaped, so keys such as
+	// Items('a%2Fb') reach the upstream as they were sent.
+	path := strings.TrimPrefix(r.URL.EscapedPath(), "/odata/"+name)
+	if path == "" && r.Method == http.MethodGet {
+		// The service root is the source's URL with a trailing slash, so
+		// relative links in the service document resolve under it.
+		q := ""
+		if r.URL.RawQuery != "" {
+			q = "?" + r.URL.RawQuery
+		}
+		c.Redirect(http.StatusMovedPermanently, "/odata/"+name+"/"+q)
+		return
+	}
+	path = strings.TrimPrefix(path, "/")
+
+	var (
+		auth Authorizer
+		user string
+	)
+	switch src.Auth {
+	case "basic-passthrough":
+		h := r.Header.Get("Authorization")
+		if !strings.HasPrefix(strings.ToLower(h), "basic ") {
+			c.Header("WWW-Authenticate", `Basic realm="OData Bridge", charset="UTF-8"`)
+			odata.WriteError(c.Writer, version, http.StatusUnauthorized, "Unauthorized", "Send the upstream account's user name and password (Basic).")
+			return
+		}
+		auth = basicAuthorizer{header: h}
+	default:
+		cr, err := s.callerCredential(r)
+		if err == nil {
+			user, err = s.sessionOf(r.Context(), cr)
+		}
+		if err != nil {
+			writeODataError(c.Writer, version, err)
+			return
+		}
+		switch src.Auth {
+		case "user":
+			auth = &sessionAuthorizer{store: s.opts.Store, sid: user}
+		case "client-credentials":
+			auth = serviceAuthorizer{src.Service}
+		default:
+			auth = noAuthorizer{}
+		}
+	}
+	src.Serve(c.Writer, r, path, user, auth)
+}
+
+func (src *Source) version() string {
+	if src.ODataVersion != nil {
+		if v := src.ODataVersion(); v != "" {
+			return v
+		}
+	}
+	return "4.0"
+}
+
+// WriteError renders err in the OData error shape of version with the
+// status that classify gives it. It is the error handler of the relay and
+// of the REST services.
+func WriteError(w http.ResponseWriter, version string, err error) {
+	writeODataError(w, version, err)
+}
+
+// serviceAuthorizer sends the source's shared client-credentials token (flow D).
+type serviceAuthorizer struct{ ts oauth2.TokenSource }
+
+func (a serviceAuthorizer) Authorize(_ context.Context, out *http.Request, renew bool) error {
+	if r, ok := a.ts.(interface{ Renew() }); ok && renew {
+		r.Renew()
+	}
+	tok, err := a.ts.Token()
+	if err != nil {
+		return classifyServiceError(err)
+	}
+	tok.SetAuthHeader(out)
+	return nil
+}
+
+func classifyServiceError(err error) error {
+	return fmt.Errorf("service token: %w: %v", tokencache.ErrProviderUnavailable, err)
+}
+
+// ServiceTokens is a client-credentials token source shared by all callers
+// of one source. One fetch runs at a time; a renewal after an upstream 401
+// drops the cached token.
+type ServiceTokens struct {
+	p        *Provider
+	scopes   []string
+	resource string
+
+	mu  sync.Mutex
+	tok *oauth2.Token
+}
+
+// ServiceTokens returns the client-credentials token source of a source
+// with its own scopes or Azure AD v1 resource.
+func (p *Provider) ServiceTokens(scopes []string, resource string) *ServiceTokens {
+	return &ServiceTokens{p: p, scopes: scopes, resource: resource}
+}
+
+// Token returns the cached token while it is valid, else fetches one.
+func (t *ServiceTokens) Token() (*oauth2.Token, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tok.Valid() {
+		return t.tok, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	oc, err := t.p.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cc := &clientcredentials.Config{
+		ClientID:     oc.ClientID,
+		ClientSecret: oc.ClientSecret,
+		TokenURL:     oc.Endpoint.TokenURL,
+		Scopes:       t.scopes,
+	}
+	if t.resource != "" {
+		cc.EndpointParams = url.Values{"resource": {t.resource}}
+	}
+	tok, err := cc.Token(t.p.ctx(ctx))
+	if err != nil {
+		return nil, err
+	}
+	t.tok = tok
+	return tok, nil
+}
+
+// Renew drops the cached token.
+func (t *ServiceTokens) Renew() {
+	t.mu.Lock()
+	t.tok = nil
+	t.mu.Unlock()
+}
+
+var _ oauth2.TokenSource = (*ServiceTokens)(nil)

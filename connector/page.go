@@ -1,0 +1,123 @@
+package connector
+
+import (
+	"embed"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+//go:embed assets
+var assets embed.FS
+
+var pageTemplate = template.Must(template.New("index.html").Funcs(template.FuncMap{
+	"date": func(v any) string {
+		var t time.Time
+		switch v := v.(type) {
+		case time.Time:
+			t = v
+		case *time.Time:
+			if v != nil {
+				t = *v
+			}
+		}
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	},
+}).ParseFS(assets, "assets/index.html"))
+
+// pageData is what the sign-in page shows.
+type pageData struct {
+	SignedIn  bool
+	Name      string
+	Email     string
+	CSRF      string
+	PublicURL string
+	Sources   []sourceInfo
+	Keys      []keyInfo
+	Message   string
+}
+
+// pageHeaders are the sign-in page's security headers: no external assets,
+// no framing, no referrer leaking feed URLs.
+func pageHeaders(c *gin.Context) {
+	c.Header("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	c.Header("X-Frame-Options", "DENY")
+	c.Header("Referrer-Policy", "no-referrer")
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Header("Cache-Control", "no-store")
+}
+
+// index is the sign-in page (flow B).
+func (s *Server) index(c *gin.Context) {
+	pageHeaders(c)
+	data := pageData{PublicURL: s.public.String()}
+	pc, ok := s.pageCookieOf(c)
+	if ok {
+		ctx := c.Request.Context()
+		sess, err := s.opts.Store.Session(ctx, pc.SessionID)
+		if err == nil {
+			data.SignedIn, data.Name, data.Email, data.CSRF = true, sess.Name, sess.Email, pc.CSRF
+			data.Sources = s.sourceList()
+			keys, err := s.opts.Store.FeedKeys(ctx, sess.Subject)
+			if err != nil {
+				s.log.ErrorContext(ctx, "list feed keys", slog.Any("error", err))
+				s.failPage(c, err)
+				return
+			}
+			for _, k := range keys {
+				data.Keys = append(data.Keys, toKeyInfo(k))
+			}
+		} else {
+			s.clearPageCookie(c)
+		}
+	}
+	c.Status(http.StatusOK)
+	c.Header("Content-Type", "text/html; charset=utf-8")
+	if err := pageTemplate.Execute(c.Writer, data); err != nil {
+		s.log.ErrorContext(c.Request.Context(), "render page", slog.Any("error", err))
+	}
+}
+
+// signIn starts the page's own sign-in at the identity provider.
+func (s *Server) signIn(c *gin.Context) {
+	s.startSignIn(c, pending{Purpose: "page"})
+}
+
+// finishPageSignIn is the end of the page's sign-in at /oauth/callback.
+func (s *Server) finishPageSignIn(c *gin.Context, sid string, _ pending) {
+	s.setPageCookie(c, sid)
+	c.Header("Cache-Control", "no-store")
+	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// signOut ends the page's cookie. The session behind it stays, because the
+// feed keys created on the page act with it; revoking a key is what stops
+// a feed.
+func (s *Server) signOut(c *gin.Context) {
+	if _, err := s.pageSession(c); err != nil {
+		pageHeaders(c)
+		showError(c, http.StatusForbidden, "The sign-out did not come from the sign-in page.")
+		return
+	}
+	s.clearPageCookie(c)
+	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// asset serves the page's embedded script and style sheet.
+func asset(name, contentType string) gin.HandlerFunc {
+	b, err := assets.ReadFile("assets/" + name)
+	if err != nil {
+		panic(err)
+	}
+	return func(c *gin.Context) {
+		c.Header("Cache-Control", "public, max-age=3600")
+		c.Header("X-Content-Type-Options", "nosniff")
+		c.Data(http.StatusOK, contentType, b)
+	}
+}

@@ -1,0 +1,53 @@
+package connector
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+)
+
+// routes is the whole HTTP surface of the bridge (DESIGN §4).
+func (s *Server) routes() {
+	e := s.engine
+	e.Use(s.observe, s.recoverPanics)
+	e.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "NotFound", "message": "No such route."}})
+	})
+	e.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": gin.H{"code": "MethodNotAllowed", "message": "Method not allowed."}})
+	})
+
+	// Health and operations.
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/metrics", s.metricsHandler())
+
+	// The OAuth authorization server of the Power BI connector (flow A).
+	e.GET("/.well-known/oauth-authorization-server", s.authServerMetadata)
+	e.GET("/oauth/authorize", s.authorize)
+	e.GET("/oauth/callback", s.callback)
+	e.POST("/oauth/token", noStore, s.token)
+	e.POST("/oauth/revoke", noStore, s.revoke)
+
+	// The sign-in page and feed keys for Excel (flow B).
+	e.GET("/", s.index)
+	e.GET("/signin", s.signIn)
+	e.POST("/signout", s.signOut)
+	e.GET("/assets/page.js", asset("page.js", "text/javascript; charset=utf-8"))
+	e.GET("/assets/page.css", asset("page.css", "text/css; charset=utf-8"))
+
+	// The API of the connector's navigation table and of scripts.
+	e.GET("/api/sources", s.listSources)
+	keys := e.Group("/api/keys", noStore, s.requireSession)
+	keys.GET("", s.listKeys)
+	keys.POST("", s.createKey)
+	keys.DELETE("/:id", s.deleteKey)
+
+	// The relay (flows A to D).
+	e.Any("/odata/:source", s.feed)
+	e.Any("/odata/:source/*path", s.feed)
+
+	if s.opts.Extra != nil {
+		s.opts.Extra(e)
+	}
+}

@@ -1,0 +1,199 @@
+// Package connector is the bridge's HTTP surface: the OAuth authorization
+// server that Power BI's custom connector talks to, the authentication of
+// feed calls, the relay routes, health, readiness and metrics.
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
+
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+// Store is what the connector needs from the token cache.
+type Store interface {
+	CreateSession(ctx context.Context, sess tokencache.Session) (string, error)
+	Session(ctx context.Context, sessionID string) (tokencache.Session, error)
+	Issue(ctx context.Context, sessionID string) (tokencache.Tokens, error)
+	Authenticate(ctx context.Context, accessToken string) (string, error)
+	Rotate(ctx context.Context, refreshToken string) (tokencache.Tokens, error)
+	Token(ctx context.Context, sessionID string) (tokencache.Secret, error)
+	Renew(ctx context.Context, sessionID string, stale tokencache.Secret) (tokencache.Secret, error)
+	Revoke(ctx context.Context, token string) error
+	EndSession(ctx context.Context, sessionID string) error
+	CreateFeedKey(ctx context.Context, sessionID, name string) (tokencache.KeyInfo, tokencache.Secret, error)
+	FeedKey(ctx context.Context, key string) (string, error)
+	FeedKeys(ctx context.Context, subject string) ([]tokencache.KeyInfo, error)
+	RevokeFeedKey(ctx context.Context, subject, id string) error
+	PutOnce(ctx context.Context, kind string, value []byte, ttl time.Duration) (tokencache.Secret, error)
+	TakeOnce(ctx context.Context, kind, handle string) ([]byte, error)
+	Ping(ctx context.Context) error
+}
+
+var _ Store = (*tokencache.Store)(nil)
+
+// IdentityProvider is what the connector needs from the identity provider.
+type IdentityProvider interface {
+	AuthCodeURL(ctx context.Context, state, nonce, verifier string) (string, error)
+	Exchange(ctx context.Context, code, verifier, nonce string) (Identity, *oauth2.Token, error)
+	Ping(ctx context.Context) error
+}
+
+var _ IdentityProvider = (*Provider)(nil)
+
+// Authorizer sets the upstream credentials of one relayed request; renew is
+// true on the single retry after an upstream 401.
+type Authorizer interface {
+	Authorize(ctx context.Context, out *http.Request, renew bool) error
+}
+
+// Feed serves the OData requests of one source: the relay for kind odata,
+// the REST service for kind rest. path is the escaped remainder after
+// /odata/{source}/, user an opaque per-user cache key.
+type Feed func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer)
+
+// Source is a configured source as the connector sees it.
+type Source struct {
+	Name         string
+	Title        string
+	Kind         string        // odata | rest
+	Auth         string        // user | client-credentials | basic-passthrough | none
+	ODataVersion func() string // the version learned from the upstream; nil: "4.0"
+	Serve        Feed
+	Service      oauth2.TokenSource // client-credentials: the shared service token
+}
+
+// Client is an OAuth client of the bridge, such as Power BI's connector.
+type Client struct {
+	ID           string
+	RedirectURIs []string // compared by exact string match (RFC 9700 §2.1)
+}
+
+// Options configures the HTTP surface. Every field says its zero value.
+type Options struct {
+	PublicURL      string                // required; base of every redirect and feed URL
+	TrustedProxies []string              // CIDRs whose X-Forwarded-For is believed; nil: none
+	Store          Store                 // required
+	Provider       IdentityProvider      // required for sign-in
+	Clients        []Client              // zero: no OAuth client can sign in
+	Sources        []Source              // in the order of the config
+	APIKeyParam    string                // zero: "api_key"
+	AccessTTL      time.Duration         // lifetime reported as expires_in; zero: the store's
+	Logger         *slog.Logger          // zero: discard
+	Registerer     prometheus.Registerer // zero: a private registry
+	Gatherer       prometheus.Gatherer   // served at /metrics; zero: the private registry
+	Now            func() time.Time      // zero: time.Now; drives code and state expiry
+	CookieKey      []byte                // 32 bytes sealing the sign-in page's cookie; zero: random per process
+	Extra          func(r gin.IRouter)   // further routes, for tests
+}
+
+// Server is the bridge's http.Handler.
+type Server struct {
+	opts      Options
+	public    *url.URL
+	engine    *gin.Engine
+	log       *slog.Logger
+	now       func() time.Time
+	clients   map[string]Client
+	sources   map[string]*Source
+	metrics   *metrics
+	gather    prometheus.Gatherer
+	cookieKey []byte
+}
+
+// New builds the gin engine with every route of the bridge.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("connector: a store is required")
+	}
+	pub, err := url.Parse(strings.TrimSuffix(opts.PublicURL, "/"))
+	if err != nil || (pub.Scheme != "http" && pub.Scheme != "https") || pub.Host == "" {
+		return nil, fmt.Errorf("connector: public URL %q is not an absolute http(s) URL", opts.PublicURL)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.APIKeyParam == "" {
+		opts.APIKeyParam = "api_key"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	reg := opts.Registerer
+	gather := opts.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gather = r, r
+	}
+	if gather == nil {
+		gather = prometheus.DefaultGatherer
+	}
+	s := &Server{
+		opts:    opts,
+		public:  pub,
+		log:     opts.Logger,
+		now:     opts.Now,
+		clients: map[string]Client{},
+		sources: map[string]*Source{},
+		gather:  gather,
+	}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	switch len(opts.CookieKey) {
+	case 0:
+		s.cookieKey = make([]byte, 32)
+		rand.Read(s.cookieKey)
+	case 32:
+		s.cookieKey = opts.CookieKey
+	default:
+		return nil, errors.New("connector: the cookie key must be 32 bytes")
+	}
+	for _, c := range opts.Clients {
+		s.clients[c.ID] = c
+	}
+	for i := range opts.Sources {
+		src := &opts.Sources[i]
+		s.sources[src.Name] = src
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.ContextWithFallback = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.UseRawPath = true
+	e.UnescapePathValues = false
+	if err := e.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("connector: trusted proxies: %w", err)
+	}
+	e.RemoteIPHeaders = []string{"X-Forwarded-For"}
+	s.engine = e
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves every route of the bridge.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.engine.ServeHTTP(w, r)
+}
+
+// url returns the public URL of a bridge path.
+func (s *Server) url(path string) string {
+	return s.public.String() + path
+}
+
+// secureCookies reports whether cookies must be Secure.
+func (s *Server) secureCookies() bool { return s.public.Scheme == "https" }
