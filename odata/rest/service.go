@@ -1,0 +1,326 @@
+package rest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/odata-bridge/bridge/odata"
+)
+
+// Source is one REST source served as an OData v4 service.
+type Source struct {
+	// Name is the source's URL segment under /odata/; it names the schema in $metadata.
+	Name string
+	// URL is the upstream base, e.g. https://k2.example.com/api/workflow/v1/; entity-set paths resolve against it.
+	URL string
+	// PublicBase is the service root clients see, e.g.
+	// https://bridge.example.com/odata/workflow/; empty: derived from each request.
+	PublicBase string
+	// EntitySets is the mapping, inline or from Preset.
+	EntitySets []EntitySet
+	// PageSize is the largest page the service sends before a next link; zero: 1000.
+	PageSize int
+	// MaxRows caps the upstream rows read for one request; zero: 100000.
+	MaxRows int
+	// CacheTTL keeps each user's upstream lists for paging; zero: off, every request refetches.
+	CacheTTL time.Duration
+}
+
+// Authorizer sets the upstream credentials on an outgoing request (the
+// connector implements it; renew is true on one retry after an upstream 401).
+type Authorizer interface {
+	Authorize(ctx context.Context, out *http.Request, renew bool) error
+}
+
+// Options are the collaborators of a Service.
+type Options struct {
+	// Client sends upstream requests; nil: a new http.Client without a timeout
+	// (the connector's transport decides the header timeout).
+	Client *http.Client
+	// Secret is the HMAC key of $skiptoken values; empty: a random key per
+	// process, so next links do not survive a restart or cross replicas.
+	Secret []byte
+	// Logger receives debug records of upstream fetches; nil: discarded.
+	Logger *slog.Logger
+	// ErrorHandler renders every error (wrapping the odata sentinels) to the client; required.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+}
+
+// Service answers OData v4 requests for one REST source.
+type Service struct {
+	src      Source
+	base     *url.URL
+	sets     []*entitySet
+	byName   map[string]*entitySet
+	client   *http.Client
+	secret   []byte
+	log      *slog.Logger
+	onError  func(w http.ResponseWriter, r *http.Request, err error)
+	cache    *listCache
+	pageSize int
+	maxRows  int
+	metadata []byte
+}
+
+// New validates a source's mapping and builds its service.
+func New(src Source, opts Options) (*Service, error) {
+	if err := Validate(src.EntitySets); err != nil {
+		return nil, fmt.Errorf("source %q: %w", src.Name, err)
+	}
+	base, err := url.Parse(src.URL)
+	if err != nil || base.Scheme != "http" && base.Scheme != "https" || base.Host == "" {
+		return nil, fmt.Errorf("%w: source %q: url must be an absolute http(s) URL", ErrMapping, src.Name)
+	}
+	if !strings.HasSuffix(base.Path, "/") {
+		base.Path += "/" // entity-set paths are relative to the whole base
+		if base.RawPath != "" {
+			base.RawPath += "/"
+		}
+	}
+	if src.PublicBase != "" && !strings.HasSuffix(src.PublicBase, "/") {
+		src.PublicBase += "/"
+	}
+	if opts.ErrorHandler == nil {
+		return nil, fmt.Errorf("%w: source %q: Options.ErrorHandler is required", ErrMapping, src.Name)
+	}
+	s := &Service{
+		src: src, base: base, byName: map[string]*entitySet{},
+		client: opts.Client, secret: opts.Secret, log: opts.Logger, onError: opts.ErrorHandler,
+		cache:    &listCache{ttl: src.CacheTTL, now: time.Now, m: map[cacheKey]cacheEntry{}},
+		pageSize: src.PageSize, maxRows: src.MaxRows,
+	}
+	if s.client == nil {
+		s.client = &http.Client{}
+	}
+	if len(s.secret) == 0 {
+		s.secret = make([]byte, 32)
+		_, _ = rand.Read(s.secret) // crypto/rand.Read never fails (Go 1.24+)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.pageSize <= 0 {
+		s.pageSize = 1000
+	}
+	if s.maxRows <= 0 {
+		s.maxRows = 100000
+	}
+	for _, es := range src.EntitySets {
+		c := compile(es)
+		s.sets = append(s.sets, c)
+		s.byName[c.Name] = c
+	}
+	for _, c := range s.sets {
+		c.link(s.byName)
+	}
+	s.metadata = buildMetadata(s.schemaNamespace(), s.sets)
+	return s, nil
+}
+
+// Serve answers one OData request; path is the escaped remainder after
+// "/odata/{source}/" ("" = service document); user is an opaque per-user
+// cache key.
+func (s *Service) Serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+	if err := s.serve(w, r, path, user, auth); err != nil {
+		s.onError(w, r, err)
+	}
+}
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return fmt.Errorf("%w: %s; the service is read-only", odata.ErrNotImplemented, r.Method)
+	}
+	path = strings.TrimPrefix(path, "/")
+	switch path {
+	case "":
+		if _, err := parseQuery(r.URL.RawQuery, nil); err != nil {
+			return err
+		}
+		return s.serviceDocument(w, r, path)
+	case "$metadata":
+		return s.writeMetadata(w, r)
+	case "$batch":
+		return fmt.Errorf("%w: $batch", odata.ErrNotImplemented)
+	}
+	res, err := s.resolve(path)
+	if err != nil {
+		return err
+	}
+	q, err := parseQuery(r.URL.RawQuery, res.set)
+	if err != nil {
+		return err
+	}
+	// The upstream is read before any byte is written, so every failure
+	// still reaches the error handler.
+	rows, err := s.list(r.Context(), res.set, user, auth)
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.count:
+		return s.writeCount(w, q, rows)
+	case res.hasKey:
+		return s.writeEntity(w, r, path, res, q, rows)
+	}
+	return s.writeCollection(w, r, path, res.set, q, rows)
+}
+
+// resource is a parsed resource path.
+type resource struct {
+	set    *entitySet
+	hasKey bool
+	key    any
+	count  bool
+}
+
+// resolve parses an escaped resource path: Set, Set/$count, Set(key) or Set(Key=key).
+func (s *Service) resolve(path string) (resource, error) {
+	seg, rest, _ := strings.Cut(path, "/")
+	namePart, keyPart, hasKey := strings.Cut(seg, "(")
+	name, err := url.PathUnescape(namePart)
+	if err != nil {
+		return resource{}, fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
+	}
+	es, ok := s.lookupSet(name)
+	if !ok {
+		if strings.HasPrefix(name, "$") {
+			return resource{}, fmt.Errorf("%w: the resource %s", odata.ErrNotImplemented, name)
+		}
+		return resource{}, fmt.Errorf("%w: no entity set %q in this service", odata.ErrNotFound, name)
+	}
+	res := resource{set: es, hasKey: hasKey}
+	if hasKey {
+		inner, ok := strings.CutSuffix(keyPart, ")")
+		if !ok {
+			return resource{}, fmt.Errorf("%w: the key of %s is not closed with )", odata.ErrBadRequest, es.Name)
+		}
+		inner, err = url.PathUnescape(inner)
+		if err != nil {
+			return resource{}, fmt.Errorf("%w: the key is not correctly escaped", odata.ErrBadRequest)
+		}
+		if res.key, err = es.parseKey(inner); err != nil {
+			return resource{}, err
+		}
+	}
+	switch {
+	case rest == "":
+	case rest == "$count" && !hasKey:
+		res.count = true
+	case hasKey:
+		return resource{}, fmt.Errorf("%w: the path segment %q after an entity; request the entity and $select instead", odata.ErrNotImplemented, rest)
+	default:
+		return resource{}, fmt.Errorf("%w: the path segment %q after an entity set", odata.ErrNotImplemented, rest)
+	}
+	return res, nil
+}
+
+func (s *Service) lookupSet(name string) (*entitySet, bool) {
+	if es, ok := s.byName[name]; ok {
+		return es, true
+	}
+	var found *entitySet
+	for _, es := range s.sets {
+		if strings.EqualFold(es.Name, name) {
+			if found != nil {
+				return nil, false
+			}
+			found = es
+		}
+	}
+	return found, found != nil
+}
+
+// parseKey reads a key predicate: 'string', a number, or Key=value (OData
+// v4.01 Part 2 §4.3.1).
+func (c *entitySet) parseKey(s string) (any, error) {
+	if name, val, ok := strings.Cut(s, "="); ok && !strings.HasPrefix(strings.TrimSpace(s), "'") {
+		if i, found := c.propIndex(strings.TrimSpace(name)); !found || i != c.key {
+			return nil, fmt.Errorf("%w: %s is keyed by %s, not %q", odata.ErrBadRequest, c.Name, c.Key, name)
+		}
+		s = val
+	}
+	toks, err := lex(strings.TrimSpace(s))
+	if err != nil || len(toks) != 2 {
+		return nil, fmt.Errorf("%w: the key of %s must be one literal, such as ('abc') or (42)", odata.ErrBadRequest, c.Name)
+	}
+	var lit any
+	var k kind
+	switch toks[0].k {
+	case tString:
+		lit, k = toks[0].s, kString
+	case tLiteral:
+		e, err := parseLiteral(toks[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: the key of %s must be one literal, such as ('abc') or (42)", odata.ErrBadRequest, c.Name)
+		}
+		l := e.(litExpr)
+		lit, k = l.v, l.k
+	default:
+		return nil, fmt.Errorf("%w: the key of %s must be one literal, such as ('abc') or (42)", odata.ErrBadRequest, c.Name)
+	}
+	if k != c.kinds[c.key] {
+		return nil, fmt.Errorf("%w: the key %s of %s is %s, got a literal of type %s", odata.ErrBadRequest, c.Key, c.Name, c.Properties[c.key].typ(), k)
+	}
+	return lit, nil
+}
+
+// serviceRoot is the absolute service root for context URLs and next links.
+func (s *Service) serviceRoot(r *http.Request, path string) string {
+	if s.src.PublicBase != "" {
+		return s.src.PublicBase
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	p := strings.TrimSuffix(r.URL.EscapedPath(), path)
+	if !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	return scheme + "://" + r.Host + p
+}
+
+// schemaNamespace is the CSDL namespace: the source name made an identifier.
+func (s *Service) schemaNamespace() string {
+	var b strings.Builder
+	b.WriteString("Bridge")
+	if s.src.Name != "" {
+		b.WriteByte('.')
+		for i, c := range s.src.Name {
+			switch {
+			case isIdentByte(byte(c)) && c < 128 && !(i == 0 && c >= '0' && c <= '9'):
+				b.WriteRune(c)
+			default:
+				b.WriteByte('_')
+			}
+		}
+	}
+	return b.String()
+}
+
+// pagePreference reads odata.maxpagesize or maxpagesize from Prefer
+// (OData v4.01 Part 1 §8.2.8.3; RFC 7240). It returns 0 when absent.
+func pagePreference(h http.Header) (size int, name string) {
+	for _, v := range h.Values("Prefer") {
+		for pref := range strings.SplitSeq(v, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(pref), "=")
+			k = strings.ToLower(strings.TrimSpace(k))
+			if !ok || k != "odata.maxpagesize" && k != "maxpagesize" {
+				continue
+			}
+			val, _, _ = strings.Cut(val, ";")
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+			if err == nil && n > 0 {
+				return n, k
+			}
+		}
+	}
+	return 0, ""
+}
