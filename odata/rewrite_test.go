@@ -1,0 +1,152 @@
+package odata
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// replaceRef is the specification of the Rewriter: leftmost, longest at equal starts,
+// over the whole input at once, with every base in plain and \/-escaped form.
+func replaceRef(in []byte, from []string, to string) []byte {
+	type pat struct{ f, t string }
+	var pats []pat
+	for _, f := range from {
+		pats = append(pats, pat{f, to})
+		if strings.Contains(f, "/") {
+			pats = append(pats, pat{strings.ReplaceAll(f, "/", `\/`), strings.ReplaceAll(to, "/", `\/`)})
+		}
+	}
+	var out []byte
+	for i := 0; i < len(in); {
+		best := -1
+		for k, p := range pats {
+			if p.f != "" && bytes.HasPrefix(in[i:], []byte(p.f)) && (best < 0 || len(p.f) > len(pats[best].f)) {
+				best = k
+			}
+		}
+		if best < 0 {
+			out = append(out, in[i])
+			i++
+			continue
+		}
+		out = append(out, pats[best].t...)
+		i += len(pats[best].f)
+	}
+	return out
+}
+
+// rewriteSplit runs the Rewriter over in, cut into writes at the given sizes (cycled).
+func rewriteSplit(t testing.TB, in []byte, from []string, to string, sizes []int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	rw := NewRewriter(&out, from, to)
+	for k := 0; len(in) > 0; k++ {
+		n := len(in)
+		if len(sizes) > 0 {
+			n = min(n, max(1, sizes[k%len(sizes)]))
+		}
+		if _, err := rw.Write(in[:n]); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		in = in[n:]
+	}
+	if err := rw.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	return out.Bytes()
+}
+
+func TestRewriter(t *testing.T) {
+	const to = "https://bridge.example/odata/k2/"
+	from := []string{"http://up.example/svc/", "http://up-internal/svc/"}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"plain", `{"@odata.context":"http://up.example/svc/$metadata#People"}`, `{"@odata.context":"https://bridge.example/odata/k2/$metadata#People"}`},
+		{"escaped", `{"__next":"http:\/\/up.example\/svc\/Rooms?$skiptoken=97"}`, `{"__next":"https:\/\/bridge.example\/odata\/k2\/Rooms?$skiptoken=97"}`},
+		{"alias", `<link href="http://up-internal/svc/X"/>`, `<link href="https://bridge.example/odata/k2/X"/>`},
+		{"relative stays", `{"@odata.nextLink":"People?$skiptoken=5"}`, `{"@odata.nextLink":"People?$skiptoken=5"}`},
+		{"other host stays", `"http://up.example/other/"`, `"http://up.example/other/"`},
+		{"prefix only at end", `x http://up.example/sv`, `x http://up.example/sv`},
+		{"base at end", `x http://up.example/svc/`, `x https://bridge.example/odata/k2/`},
+		{"adjacent", `http://up.example/svc/http://up.example/svc/`, `https://bridge.example/odata/k2/https://bridge.example/odata/k2/`},
+		{"near miss then hit", `http://up.examplehttp://up.example/svc/`, `http://up.examplehttps://bridge.example/odata/k2/`},
+		{"bom and numbers", "\uFEFF{\"n\":9007199254740993,\"d\":\"\\/Date(915148800000)\\/\"}", "\uFEFF{\"n\":9007199254740993,\"d\":\"\\/Date(915148800000)\\/\"}"},
+		{"empty", ``, ``},
+	}
+	for _, tt := range tests {
+		for _, split := range [][]int{nil, {1}, {2}, {3, 7}, {5, 1, 13}} {
+			got := rewriteSplit(t, []byte(tt.in), from, to, split)
+			if string(got) != tt.want {
+				t.Errorf("%s split %v: got %q, want %q", tt.name, split, got, tt.want)
+			}
+		}
+	}
+}
+
+func TestRewriterOverlappingBases(t *testing.T) {
+	// A base that is a prefix of another: the longer one wins where both start.
+	from := []string{"http://a/", "http://a/b/"}
+	in := []byte("http://a/b/c http://a/x http://a/b")
+	want := replaceRef(in, from, "P/")
+	for n := 1; n <= len(in); n++ {
+		if got := rewriteSplit(t, in, from, "P/", []int{n}); !bytes.Equal(got, want) {
+			t.Errorf("split %d: got %q, want %q", n, got, want)
+		}
+	}
+	if string(want) != "P/c P/x P/b" {
+		t.Errorf("reference: got %q, want %q", want, "P/c P/x P/b")
+	}
+}
+
+func TestRewriterNoBases(t *testing.T) {
+	in := []byte(`{"a":"http://x/"}`)
+	if got := rewriteSplit(t, in, nil, "P/", []int{3}); !bytes.Equal(got, in) {
+		t.Errorf("got %q, want %q", got, in)
+	}
+}
+
+func TestRewriterReplaceAll(t *testing.T) {
+	rw := NewRewriter(io.Discard, []string{"http://up/svc/"}, "https://b/odata/s/")
+	for in, want := range map[string]string{
+		"http://up/svc/Items(1)":           "https://b/odata/s/Items(1)",
+		`<http://up/svc/P?$skip=2>; rel=n`: `<https://b/odata/s/P?$skip=2>; rel=n`,
+		"Items(1)":                         "Items(1)",
+	} {
+		if got := rw.replaceAll(in); got != want {
+			t.Errorf("replaceAll(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func fuzzRewrite(f *testing.F, glob string, from []string) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "fixtures", glob))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, uint8(7), uint8(3))
+	}
+	f.Add([]byte(`"http://up/svc/" "http:\/\/up\/svc\/X" http://up/sv`), uint8(1), uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, a, b uint8) {
+		const to = "https://bridge/odata/s/"
+		want := replaceRef(in, from, to)
+		got := rewriteSplit(t, in, from, to, []int{int(a), int(b)})
+		if !bytes.Equal(got, want) {
+			t.Fatalf("split (%d,%d): got %q, want %q", a, b, got, want)
+		}
+	})
+}
+
+func FuzzRewriteJSON(f *testing.F) {
+	fuzzRewrite(f, "*.json", []string{"http://up/svc/", "https://up/svc/", "http://services.odata.org/V4/(S(4taa1h2202lz2pi2bpqff3uy))/TripPinServiceRW/"})
+}
+
+func FuzzRewriteXML(f *testing.F) {
+	fuzzRewrite(f, "*.xml", []string{"http://up/svc/", "http://localhost:8080/ReferenceScenario.svc/", "http://services.odata.org/Northwind/Northwind.svc/"})
+}
