@@ -25,15 +25,15 @@ var ErrTooManyRows = fmt.Errorf("%w: upstream row cap exceeded", odata.ErrNotImp
 // entitySet is an EntitySet compiled for serving.
 type entitySet struct {
 	EntitySet
-	kinds  []kind
-	key    int
-	index  map[string]int
-	folded map[string]int // lower-case name → index; -1 when two names fold together
-	srcs   [][]string     // dotted source path of each property; nil reads the parent
-	fromParent []int      // parent property index of each property, or -1
-	items  []string
-	next   []string
-	parent *entitySet
+	kinds      []kind
+	key        int
+	index      map[string]int
+	folded     map[string]int // lower-case name → index; -1 when two names fold together
+	srcs       [][]string     // dotted source path of each property; nil reads the parent
+	fromParent []int          // parent property index of each property, or -1
+	items      []string
+	next       []string
+	parent     *entitySet
 }
 
 func compile(es EntitySet) *entitySet {

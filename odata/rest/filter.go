@@ -77,16 +77,17 @@ type litExpr struct {
 	k kind
 }
 
-func (e litExpr) kind() kind    { return e.k }
+func (e litExpr) kind() kind   { return e.k }
 func (e litExpr) eval(row) any { return e.v }
 
 type propExpr struct {
 	idx  int
 	k    kind
 	name string
+	edm  string
 }
 
-func (e propExpr) kind() kind      { return e.k }
+func (e propExpr) kind() kind     { return e.k }
 func (e propExpr) eval(r row) any { return r[e.idx] }
 
 type cmpExpr struct {
@@ -633,7 +634,7 @@ func checkComparable(t token, l, r expr) error {
 func describe(e expr) string {
 	switch x := e.(type) {
 	case propExpr:
-		return fmt.Sprintf("property %s (%s)", x.name, x.k)
+		return fmt.Sprintf("property %s (%s)", x.name, x.edm)
 	case litExpr:
 		return fmt.Sprintf("a literal of type %s", x.k)
 	case callExpr:
@@ -711,7 +712,7 @@ func (p *filterParser) parseName(t token) (expr, error) {
 	if !ok {
 		return nil, badFilter(t.pos, "%s has no property %q", p.es.Name, t.s)
 	}
-	return propExpr{idx: idx, k: p.es.kinds[idx], name: p.es.Properties[idx].Name}, nil
+	return propExpr{idx: idx, k: p.es.kinds[idx], name: p.es.Properties[idx].Name, edm: p.es.Properties[idx].typ()}, nil
 }
 
 func (p *filterParser) parseCall(t token) (expr, error) {
