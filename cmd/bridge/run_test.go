@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+const testKey = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+// started is a bridge process run in-process by run().
+type started struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+	out    *strings.Builder
+}
+
+// startBridge runs `bridge serve` with the YAML config and env, and waits
+// for its listening line.
+func startBridge(t *testing.T, config string, env map[string]string) *started {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bridge.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return env[k] }
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &started{cancel: cancel, done: make(chan error, 1), out: &strings.Builder{}}
+	go func() {
+		err := run(ctx, []string{"serve", "--config", path, "--listen", "127.0.0.1:0"}, getenv, pw)
+		pw.Close()
+		s.done <- err
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			s.out.WriteString(line + "\n")
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+				addr <- rec.Addr
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		s.addr = "http://" + a
+	case err := <-s.done:
+		t.Fatalf("bridge exited before listening: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("bridge did not start listening")
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-s.done
+	})
+	return s
+}
+
+func (s *started) stop(t *testing.T) error {
+	t.Helper()
+	s.cancel()
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("bridge did not stop")
+		return nil
+	}
+}
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestServeOnPortZero(t *testing.T) {
+	s := startBridge(t, "public_url: http://bridge.test\n", nil)
+	if got := status(t, s.addr+"/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200", got)
+	}
+	if got := status(t, s.addr+"/readyz"); got != http.StatusOK {
+		t.Errorf("/readyz = %d, want 200 (memory store, no provider configured)", got)
+	}
+	resp, err := http.Get(s.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "bridge_http_requests_total") {
+		t.Error("/metrics lacks bridge_http_requests_total")
+	}
+}
+
+func TestReadyzFollowsTheStore(t *testing.T) {
+	mr := miniredis.RunT(t)
+	s := startBridge(t, fmt.Sprintf("public_url: http://bridge.test\nredis: {url: \"redis://%s/0\"}\nencryption_keys: [%q]\n", mr.Addr(), testKey), nil)
+	if got := status(t, s.addr+"/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz with Redis up = %d, want 200", got)
+	}
+	mr.Close()
+	if got := status(t, s.addr+"/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with Redis down = %d, want 503", got)
+	}
+	if got := status(t, s.addr+"/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz with Redis down = %d, want 200: the process is alive", got)
+	}
+	if err := mr.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for status(t, s.addr+"/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz did not recover after Redis came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestShutdownFinishesInFlight(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"value":[]}`)
+	}))
+	defer upstream.Close()
+	s := startBridge(t, fmt.Sprintf(`public_url: http://bridge.test
+shutdown_timeout: 20s
+sources:
+  - name: slow
+    url: %s/
+    auth: basic-passthrough
+`, upstream.URL), nil)
+
+	type result struct {
+		status int
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, s.addr+"/odata/slow/Things", nil)
+		req.SetBasicAuth("user", "secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		res <- result{status: resp.StatusCode}
+	}()
+	<-arrived
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.stop(t) }()
+	// Give Shutdown time to close the listener, then let the upstream answer.
+	for i := 0; i < 50; i++ {
+		if _, err := http.Get(s.addr + "/healthz"); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release)
+	r := <-res
+	if r.err != nil || r.status != http.StatusOK {
+		t.Errorf("in-flight request during shutdown: status %d, err %v; want 200", r.status, r.err)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("run returned %v after shutdown, want nil", err)
+	}
+	if _, err := http.Get(s.addr + "/healthz"); err == nil {
+		t.Error("a request after shutdown was served")
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	var out strings.Builder
+	err := run(context.Background(), []string{"serve", "--config", "/nonexistent/bridge.yaml"}, func(string) string { return "" }, &out)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Errorf("missing config file: %v, want exit code 2", err)
+	}
+	err = run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out)
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Errorf("unknown command: %v, want exit code 2", err)
+	}
+	for _, cmd := range []string{"serve", "demo", "check-config", "connector", "version"} {
+		out.Reset()
+		if err := run(context.Background(), []string{cmd, "--help"}, func(string) string { return "" }, &out); err != nil || !strings.Contains(out.String(), "bridge "+cmd) {
+			t.Errorf("%s --help: %v, %q", cmd, err, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"version"}, func(string) string { return "" }, &out); err != nil || !strings.HasPrefix(out.String(), "bridge ") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+}
