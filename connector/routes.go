@@ -43,6 +43,10 @@ func (s *Server) routes() {
 	keys.POST("", s.createKey)
 	keys.DELETE("/:id", s.deleteKey)
 
+	// Generated client files.
+	e.GET("/powerbi/:file", s.powerBIFile)
+	e.GET("/excel/:file", s.excelFile)
+
 	// The relay (flows A to D).
 	e.Any("/odata/:source", s.feed)
 	e.Any("/odata/:source/*path", s.feed)

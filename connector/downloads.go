@@ -1,0 +1,83 @@
+package connector
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/odata-bridge/bridge/powerbi"
+)
+
+// connectorClientID is the OAuth client that the generated connector uses:
+// the one registered with Power BI's redirect URI.
+func (s *Server) connectorClientID() string {
+	for _, c := range s.opts.Clients {
+		if c.registeredRedirect(powerBIRedirectURI) {
+			return c.ID
+		}
+	}
+	return "powerbi"
+}
+
+// powerBIRedirectURI is where Power BI's OAuth connectors come back to.
+const powerBIRedirectURI = "https://oauth.powerbi.com/views/oauthredirect.html"
+
+// attachment sends a generated file as a download.
+func attachment(c *gin.Context, name, contentType string, body []byte) {
+	c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Data(http.StatusOK, contentType, body)
+}
+
+// powerBIFile serves /powerbi/connector.mez and /powerbi/{source}.pbids.
+func (s *Server) powerBIFile(c *gin.Context) {
+	file := c.Param("file")
+	if file == "connector.mez" {
+		conn := powerbi.Connector{PublicURL: s.public.String(), ClientID: s.connectorClientID()}
+		mez, err := conn.Mez()
+		if err != nil {
+			s.log.ErrorContext(c.Request.Context(), "build connector", slog.Any("error", err))
+			writeODataError(c.Writer, "4.0", err)
+			return
+		}
+		attachment(c, conn.MezName(), "application/zip", mez)
+		return
+	}
+	name, ok := strings.CutSuffix(file, ".pbids")
+	src, known := s.sources[name]
+	if !ok || !known {
+		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "NotFound", "message": "No such file."}})
+		return
+	}
+	body, err := powerbi.PBIDS(s.feedURL(src.Name))
+	if err != nil {
+		s.log.ErrorContext(c.Request.Context(), "build pbids", slog.Any("error", err))
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	attachment(c, src.Name+".pbids", "application/json", body)
+}
+
+// excelFile serves /excel/{source}.odc.
+func (s *Server) excelFile(c *gin.Context) {
+	name, ok := strings.CutSuffix(c.Param("file"), ".odc")
+	src, known := s.sources[name]
+	if !ok || !known {
+		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "NotFound", "message": "No such file."}})
+		return
+	}
+	title := src.Title
+	if title == "" {
+		title = src.Name
+	}
+	body, err := powerbi.ODC(src.Name, title, s.feedURL(src.Name))
+	if err != nil {
+		s.log.ErrorContext(c.Request.Context(), "build odc", slog.Any("error", err))
+		writeODataError(c.Writer, "4.0", err)
+		return
+	}
+	attachment(c, src.Name+".odc", "text/x-ms-odc; charset=utf-8", body)
+}
