@@ -177,11 +177,11 @@ func TestAuthorizeRequiresS256(t *testing.T) {
 	b := newBridge(t, nil)
 	_, challenge := pkce()
 	for name, edit := range map[string]func(url.Values){
-		"plain":              func(q url.Values) { q.Set("code_challenge_method", "plain") },
-		"missing challenge":  func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") },
-		"missing method":     func(q url.Values) { q.Del("code_challenge_method") },
-		"malformed":          func(q url.Values) { q.Set("code_challenge", "short") },
-		"token response":     func(q url.Values) { q.Set("response_type", "token") },
+		"plain":             func(q url.Values) { q.Set("code_challenge_method", "plain") },
+		"missing challenge": func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") },
+		"missing method":    func(q url.Values) { q.Del("code_challenge_method") },
+		"malformed":         func(q url.Values) { q.Set("code_challenge", "short") },
+		"token response":    func(q url.Values) { q.Set("response_type", "token") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			q := connectorQuery(challenge)
