@@ -21,3 +21,6 @@ var (
 	// ErrUpstreamUnauthorized means the upstream refused the credentials, even after one renewal (401).
 	ErrUpstreamUnauthorized = errors.New("upstream refused the credentials")
 )
+
+// ErrConfig means a Source given to NewRelay is invalid; the message names the source and the field.
+var ErrConfig = errors.New("invalid source")

@@ -1,0 +1,66 @@
+package odata
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// checkPath refuses a relay path that could leave the source's base: a dot segment
+// (plain or percent-encoded, once or twice), an absolute URL, a leading or doubled
+// slash, a backslash or a control character. RFC 3986 §5.2.4 removes dot segments, so
+// an upstream that normalizes would otherwise climb above its base.
+func checkPath(escaped string) error {
+	if strings.HasPrefix(escaped, "/") || strings.Contains(escaped, "//") {
+		return fmt.Errorf("%w: empty path segment", ErrBadRequest)
+	}
+	p := escaped
+	for range 3 {
+		if strings.ContainsAny(p, `\`) || strings.Contains(p, "://") || strings.HasPrefix(p, "/") {
+			return fmt.Errorf("%w: path leaves the source", ErrBadRequest)
+		}
+		for _, c := range []byte(p) {
+			if c < 0x20 || c == 0x7f {
+				return fmt.Errorf("%w: control character in path", ErrBadRequest)
+			}
+		}
+		for seg := range strings.SplitSeq(p, "/") {
+			if seg == "." || seg == ".." {
+				return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
+			}
+		}
+		u, err := url.PathUnescape(p)
+		if err != nil {
+			if p == escaped {
+				return fmt.Errorf("%w: malformed path escape", ErrBadRequest)
+			}
+			return nil // a literal '%' inside a key, after one decoding
+		}
+		if u == p {
+			return nil
+		}
+		p = u
+	}
+	return fmt.Errorf("%w: path encoded too many times", ErrBadRequest)
+}
+
+// stripQuery removes every parameter named name from a raw query, keeping all other
+// bytes as they are (OData's $filter literals, '+', case and order included).
+func stripQuery(raw, name string) string {
+	if raw == "" {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	kept := parts[:0]
+	for _, part := range parts {
+		key, _, _ := strings.Cut(part, "=")
+		if k, err := url.QueryUnescape(key); err == nil && k == name || key == name {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if len(kept) == len(parts) {
+		return raw
+	}
+	return strings.Join(kept, "&")
+}

@@ -1,0 +1,249 @@
+package odata
+
+import (
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// modifyResponse applies the header policy and chooses the body pipeline: rewritten
+// (and gzip-compressed when the client accepts it) for OData documents, byte for byte
+// for media, $value and $count.
+func (rl *Relay) modifyResponse(res *http.Response) error {
+	c := callOf(res.Request.Context())
+	c.status = res.StatusCode
+	h := res.Header
+	c.st.learn(h)
+
+	// Go canonicalizes OData-Version as Odata-Version; send the spec's spelling, once.
+	for _, k := range [][2]string{
+		{"Odata-Version", "OData-Version"},
+		{"Odata-Entityid", "OData-EntityId"},
+		{"Dataserviceversion", "DataServiceVersion"},
+	} {
+		if v := h[k[0]]; len(v) > 0 {
+			delete(h, k[0])
+			h[k[1]] = v[:1]
+		}
+	}
+	// Upstream cookies belong to the upstream's domain, not the bridge's.
+	delete(h, "Set-Cookie")
+	for _, k := range []string{"Location", "Content-Location", "OData-EntityId", "Link"} {
+		for i, v := range h[k] {
+			h[k][i] = c.st.headers.Replace(v)
+		}
+	}
+
+	if !c.rewritable(h) {
+		return nil // Content-Length and every byte kept
+	}
+	h.Del("Content-Length")
+	h.Del("Content-Md5")
+	addVary(h, "Accept-Encoding")
+	res.ContentLength = -1
+	if !bodyAllowed(c.in.Method, res.StatusCode) {
+		return nil
+	}
+	if h.Get("Content-Encoding") == "gzip" {
+		// Only a misbehaving upstream or transport gets here: the relay asks for identity.
+		zr, err := gzip.NewReader(res.Body)
+		if err != nil {
+			return fmt.Errorf("%w: bad gzip body: %w", ErrUpstreamUnreachable, err)
+		}
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{zr, res.Body}
+		h.Del("Content-Encoding")
+	}
+	var sink io.Writer = &c.out
+	if c.gzipOK {
+		h.Set("Content-Encoding", "gzip")
+		c.gz = getGzip(&c.out)
+		sink = c.gz
+	}
+	if c.cacheKey != "" && res.StatusCode == http.StatusOK {
+		c.tee = &capBuffer{next: sink, limit: maxCachedMetadata}
+		sink = c.tee
+	}
+	c.rewriter = NewRewriter(sink, c.st.bases, c.st.src.PublicBase)
+	c.body = c.rewriter
+	return nil
+}
+
+// rewritable reports whether the response is an OData document whose links the relay
+// rewrites: JSON, Atom/XML, CSDL and $batch multipart, but never $value or $count, and
+// never a body in an encoding the relay cannot read.
+func (c *call) rewritable(h http.Header) bool {
+	if c.last == "$value" || c.last == "$count" {
+		return false
+	}
+	if ce := h.Get("Content-Encoding"); ce != "" && ce != "identity" && ce != "gzip" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "application/json", "application/atom+xml", "application/atomsvc+xml", "application/xml",
+		"text/xml", "multipart/mixed", "application/http":
+		return true
+	}
+	return strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+xml")
+}
+
+func bodyAllowed(method string, status int) bool {
+	return method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func addVary(h http.Header, v string) {
+	for _, have := range h.Values("Vary") {
+		for f := range strings.SplitSeq(have, ",") {
+			if f = strings.TrimSpace(f); strings.EqualFold(f, v) || f == "*" {
+				return
+			}
+		}
+	}
+	h.Add("Vary", v)
+}
+
+// acceptsGzip reports whether Accept-Encoding admits gzip (RFC 9110 §12.5.3: q=0 refuses).
+func acceptsGzip(h http.Header) bool {
+	for _, v := range h.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(part, ";")
+			name = strings.ToLower(strings.TrimSpace(name))
+			if name != "gzip" && name != "x-gzip" && name != "*" {
+				continue
+			}
+			q := 1.0
+			if k, val, ok := strings.Cut(strings.TrimSpace(params), "="); ok && strings.TrimSpace(k) == "q" {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+					q = f
+				}
+			}
+			if q > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// learn records the OData version the upstream speaks, for the shape of later errors.
+func (st *sourceState) learn(h http.Header) {
+	if st.src.Version != "" || st.learned.Load() != nil {
+		return
+	}
+	v := ""
+	if ov := h.Get("OData-Version"); ov != "" {
+		v = "4.0"
+	} else if dv := h.Get("DataServiceVersion"); dv != "" {
+		switch major, _, _ := strings.Cut(strings.TrimSpace(dv), "."); major {
+		case "1", "2":
+			v = "2.0"
+		case "3":
+			v = "3.0"
+		}
+	}
+	if v != "" {
+		st.learned.Store(&v)
+	}
+}
+
+// finish ends a relayed body that completed: the Rewriter's tail, the gzip trailer and
+// the $metadata cache entry.
+func (c *call) finish() error {
+	var err error
+	if c.rewriter != nil {
+		err = c.rewriter.Close()
+	}
+	if c.gz != nil {
+		err = errors.Join(err, c.gz.Close())
+		putGzip(c.gz)
+		c.gz = nil
+	}
+	if c.tee != nil && err == nil && !c.tee.over && c.status == http.StatusOK {
+		hdr := c.w.Header().Clone()
+		hdr.Del("Content-Encoding")
+		hdr.Del("Content-Length")
+		c.st.cache.put(c.cacheKey, &metaEntry{header: hdr, body: c.tee.buf})
+	}
+	c.rl.metrics.sent(c.st.src.Name, c.out.n)
+	return err
+}
+
+// abandon releases what an aborted call holds, without writing anything more.
+func (c *call) abandon() {
+	if c.gz != nil {
+		putGzip(c.gz) // Reset on the next use
+		c.gz = nil
+	}
+	c.rl.metrics.sent(c.st.src.Name, c.out.n)
+	c.rl.metrics.abort(c.st.src.Name)
+}
+
+// serveCached answers a $metadata request from the per-user cache.
+func (c *call) serveCached(e *metaEntry) {
+	h := c.w.Header()
+	delete(h, "Odata-Version")
+	for k, v := range e.header {
+		h[k] = v
+	}
+	if c.gzipOK {
+		h.Set("Content-Encoding", "gzip")
+		c.w.WriteHeader(http.StatusOK)
+		gz := getGzip(&c.out)
+		gz.Write(e.body)
+		gz.Close()
+		putGzip(gz)
+	} else {
+		h.Set("Content-Length", strconv.Itoa(len(e.body)))
+		c.w.WriteHeader(http.StatusOK)
+		c.out.Write(e.body)
+	}
+	c.rl.metrics.sent(c.st.src.Name, c.out.n)
+}
+
+// gzipWriter is a pooled gzip.Writer at BestSpeed: relaying at network speed matters
+// more than the last percent of ratio, and JSON still shrinks several times.
+type gzipWriter = gzip.Writer
+
+var gzipPool sync.Pool
+
+func getGzip(w io.Writer) *gzipWriter {
+	if z, ok := gzipPool.Get().(*gzipWriter); ok {
+		z.Reset(w)
+		return z
+	}
+	z, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
+	return z
+}
+
+func putGzip(z *gzipWriter) { gzipPool.Put(z) }
+
+// capBuffer passes writes on and keeps a copy up to limit bytes.
+type capBuffer struct {
+	next  io.Writer
+	buf   []byte
+	limit int
+	over  bool
+}
+
+func (b *capBuffer) Write(p []byte) (int, error) {
+	if !b.over {
+		if len(b.buf)+len(p) > b.limit {
+			b.over, b.buf = true, nil
+		} else {
+			b.buf = append(b.buf, p...)
+		}
+	}
+	return b.next.Write(p)
+}
