@@ -114,6 +114,9 @@ func (q *query) set(opt, val string, es *entitySet) error {
 			err = fmt.Errorf("%w: $count must be true or false, got %q", odata.ErrBadRequest, val)
 		}
 	case "skiptoken":
+		if val == "" {
+			return errBadSkipToken
+		}
 		q.skipToken = val
 	case "format":
 		f := strings.ToLower(strings.TrimSpace(val))
