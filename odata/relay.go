@@ -544,7 +544,7 @@ func (copyBufPool) Put(b []byte) { copyBufs.Put(&b) }
 // the body through the call's pipeline.
 type bodyWriter call
 
-func (b *bodyWriter) Header() http.Header { return b.w.Header() }
+func (b *bodyWriter) Header() http.Header  { return b.w.Header() }
 func (b *bodyWriter) WriteHeader(code int) { b.w.WriteHeader(code) }
 
 func (b *bodyWriter) Write(p []byte) (int, error) {

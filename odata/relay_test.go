@@ -189,7 +189,7 @@ func TestRelayCases(t *testing.T) {
 				writeJSON(w, fmt.Sprintf(`{"@context":"%[1]s$metadata#People","value":[{"@id":"%[1]sPeople(1)","Friends@nextLink":"%[1]sPeople(1)/Friends?$skip=2","Trips@odata.nextLink":"%[1]sPeople(1)/Trips?$skip=2"}],"@nextLink":"%[1]sPeople?$skip=1"}`, u.base()))
 			},
 			status: 200,
-			check: bodyIs(fmt.Sprintf(`{"@context":"%[1]s$metadata#People","value":[{"@id":"%[1]sPeople(1)","Friends@nextLink":"%[1]sPeople(1)/Friends?$skip=2","Trips@odata.nextLink":"%[1]sPeople(1)/Trips?$skip=2"}],"@nextLink":"%[1]sPeople?$skip=1"}`, publicBase)),
+			check:  bodyIs(fmt.Sprintf(`{"@context":"%[1]s$metadata#People","value":[{"@id":"%[1]sPeople(1)","Friends@nextLink":"%[1]sPeople(1)/Friends?$skip=2","Trips@odata.nextLink":"%[1]sPeople(1)/Trips?$skip=2"}],"@nextLink":"%[1]sPeople?$skip=1"}`, publicBase)),
 		},
 		{
 			name:   "metadata=none passes unchanged",
@@ -456,7 +456,9 @@ func TestRelayCases(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := tt.handler
 			if h == nil {
-				h = func(u *upstream, w http.ResponseWriter, r *http.Request) { t.Errorf("upstream reached: %s %s", r.Method, r.URL) }
+				h = func(u *upstream, w http.ResponseWriter, r *http.Request) {
+					t.Errorf("upstream reached: %s %s", r.Method, r.URL)
+				}
 			}
 			u := newUpstream(t, h)
 			b := newBridge(t, Source{URL: u.base()}, Options{}, &staticAuth{})
