@@ -38,7 +38,8 @@ func buildMetadata(ns string, sets []*entitySet) []byte {
 				w(` Nullable="false"`)
 			}
 			if p.typ() == EdmDateTimeOffset {
-				w(` Precision="3"`)
+				// Values carry up to 100 ns, the finest .NET upstreams send.
+				w(` Precision="7"`)
 			}
 			w(`/>`, "\n")
 		}

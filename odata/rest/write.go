@@ -233,7 +233,7 @@ func appendValue(b []byte, v any) []byte {
 		return strconv.AppendBool(b, x)
 	case time.Time:
 		b = append(b, '"')
-		b = x.AppendFormat(b, time.RFC3339Nano)
+		b = x.Truncate(100*time.Nanosecond).AppendFormat(b, time.RFC3339Nano) // Precision="7" in $metadata
 		return append(b, '"')
 	}
 	return append(b, "null"...)
