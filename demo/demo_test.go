@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // world is the demo world shared by the tests that do not change its
@@ -63,7 +64,13 @@ type response struct {
 // get fetches rawURL with an Authorization header (none when auth is empty).
 func get(t testing.TB, rawURL, auth string) response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, rawURL, nil)
+	return do(t, http.MethodGet, rawURL, auth)
+}
+
+// do sends a body-less request with an Authorization header (none when auth is empty).
+func do(t testing.TB, method, rawURL, auth string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, rawURL, nil)
 	if err != nil {
 		t.Fatalf("new request %s: %v", rawURL, err)
 	}
@@ -131,8 +138,8 @@ func TestStartFillsWorld(t *testing.T) {
 
 func TestStartRejectsBadTTLs(t *testing.T) {
 	for _, o := range []Options{
-		{AccessTTL: 500 * 1e6},
-		{AccessTTL: 3600 * 1e9, RefreshTTL: 3600 * 1e9},
+		{AccessTTL: 500 * time.Millisecond},
+		{AccessTTL: time.Hour, RefreshTTL: time.Hour},
 	} {
 		if w, err := Start(context.Background(), o); err == nil {
 			w.Close()
