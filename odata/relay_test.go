@@ -22,6 +22,9 @@ import (
 
 const publicBase = "https://bridge.example/odata/s/"
 
+// selfBase as a Source.PublicBase makes newBridge use the bridge server's own URL.
+const selfBase = "self"
+
 // upstream is an httptest OData service under /svc/ that records what reached it.
 type upstream struct {
 	*httptest.Server
@@ -81,12 +84,8 @@ func newBridge(t *testing.T, src Source, opts Options, auth Authorizer) *bridge 
 			defaultErrorHandler(w, r, s, err)
 		}
 	}
-	rl, err := NewRelay([]Source{src}, opts)
-	if err != nil {
-		t.Fatalf("NewRelay: %v", err)
-	}
-	b.rl = rl
-	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var rl *Relay
+	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/odata/")
 		if !ok {
 			http.NotFound(w, r)
@@ -97,6 +96,15 @@ func newBridge(t *testing.T, src Source, opts Options, auth Authorizer) *bridge 
 		r = r.WithContext(context.WithValue(r.Context(), testUserKey{}, user))
 		rl.Serve(w, r, name, path, user, auth)
 	}))
+	if src.PublicBase == selfBase {
+		src.PublicBase = "http://" + b.Listener.Addr().String() + "/odata/" + src.Name + "/"
+	}
+	rl, err := NewRelay([]Source{src}, opts)
+	if err != nil {
+		t.Fatalf("NewRelay: %v", err)
+	}
+	b.rl = rl
+	b.Start()
 	t.Cleanup(b.Close)
 	b.client = &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	t.Cleanup(b.client.CloseIdleConnections)
