@@ -1,0 +1,33 @@
+package tokencache
+
+import (
+	"context"
+	"time"
+)
+
+// backend is the storage under the Store: a few atomic primitives on opaque (already
+// sealed) values that the in-process map and Redis both provide, so every rule of the
+// token cache is written once, above it. A missing key is ErrNotFound; a store failure
+// is ErrUnavailable.
+type backend interface {
+	get(ctx context.Context, key string) ([]byte, error)
+	mget(ctx context.Context, keys ...string) ([][]byte, error) // nil where a key is missing
+	exists(ctx context.Context, key string) (bool, error)
+	set(ctx context.Context, key string, val []byte, ttl time.Duration, mode setMode) (bool, error)
+	cas(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error) // write only if key holds old
+	delIf(ctx context.Context, key string, val []byte) (bool, error)                        // compare and delete
+	del(ctx context.Context, keys ...string) error
+	expire(ctx context.Context, key string, ttl time.Duration) error
+	take(ctx context.Context, key, marker string) ([]byte, bool, error) // value, and whether this was the first take
+	renew(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) // extend if key holds val
+	ping(ctx context.Context) error
+}
+
+// setMode chooses plain SET, SET NX or SET XX.
+type setMode uint8
+
+const (
+	setAlways setMode = iota
+	setNX
+	setXX
+)

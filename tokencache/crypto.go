@@ -1,0 +1,154 @@
+package tokencache
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash"
+	"sync"
+)
+
+// Value format: version byte, key-ID length, key ID, 12-byte nonce, AES-256-GCM sealed
+// text. The additional data binds the Redis key (and the subject where the reader knows
+// it), so a value copied under another key fails to open.
+const sealVersion = 1
+
+// errCorrupt means a stored value could not be opened: corrupted, moved to another key,
+// or sealed with a key that is no longer configured. Callers treat it as ErrNotFound.
+var errCorrupt = errors.New("stored value does not decrypt")
+
+// keyring holds the configured keys; keys[0] seals and names new lookups.
+type keyring struct {
+	keys []ringKey
+	byID map[string]*ringKey
+}
+
+type ringKey struct {
+	id   string
+	aead cipher.AEAD
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 under the key's lookup key
+}
+
+func newKeyring(keys []Key) (*keyring, error) {
+	r := &keyring{keys: make([]ringKey, len(keys)), byID: make(map[string]*ringKey, len(keys))}
+	for i, k := range keys {
+		if err := validKeyID(k.ID); err != nil {
+			return nil, err
+		}
+		if len(k.Secret) != 32 {
+			return nil, fmt.Errorf("encryption key %q: want 32 bytes, got %d", k.ID, len(k.Secret))
+		}
+		if _, dup := r.byID[k.ID]; dup {
+			return nil, fmt.Errorf("encryption key %q: the ID is used twice", k.ID)
+		}
+		// Separate keys for sealing and for lookups, derived from the configured secret.
+		block, err := aes.NewCipher(derive(k.Secret, "odata-bridge tokencache seal v1"))
+		if err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
+		}
+		macKey := derive(k.Secret, "odata-bridge tokencache lookup v1")
+		rk := &r.keys[i]
+		rk.id, rk.aead = k.ID, aead
+		rk.macs.New = func() any { return hmac.New(sha256.New, macKey) }
+		r.byID[k.ID] = rk
+	}
+	return r, nil
+}
+
+func derive(secret []byte, label string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(label))
+	return m.Sum(nil)
+}
+
+// lookupLen is the length of the truncated HMAC in a lookup key: 128 bits.
+const lookupLen = 16
+
+// name returns prefix + base64url(HMAC(lookup key of keys[i], input)), the Redis key under
+// which something found by the opaque input lives. Redis never sees the input itself.
+func (r *keyring) name(i int, prefix, input string) string {
+	k := &r.keys[i]
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write([]byte(input))
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	k.macs.Put(m)
+	b := make([]byte, len(prefix)+base64.RawURLEncoding.EncodedLen(lookupLen))
+	copy(b, prefix)
+	base64.RawURLEncoding.Encode(b[len(prefix):], sum[:lookupLen])
+	return string(b)
+}
+
+// names returns the lookup key under every configured key, newest first: entries written
+// before a rotation are still found.
+func (r *keyring) names(prefix, input string) []string {
+	out := make([]string, len(r.keys))
+	for i := range r.keys {
+		out[i] = r.name(i, prefix, input)
+	}
+	return out
+}
+
+// aad binds a value to its Redis key and, where the reader knows it, its subject.
+func aad(key, subject string) []byte {
+	b := make([]byte, 0, 16+len(key)+len(subject))
+	b = append(b, "tokencache/v1\x00"...)
+	b = append(b, key...)
+	b = append(b, 0)
+	return append(b, subject...)
+}
+
+// seal encrypts plain with the newest key, bound to the Redis key and subject.
+func (r *keyring) seal(plain []byte, key, subject string) []byte {
+	k := &r.keys[0]
+	out := make([]byte, 0, 2+len(k.id)+12+len(plain)+16)
+	out = append(out, sealVersion, byte(len(k.id)))
+	out = append(out, k.id...)
+	nonce := out[len(out) : len(out)+12]
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	out = out[:len(out)+12]
+	return k.aead.Seal(out, nonce, plain, aad(key, subject))
+}
+
+// open decrypts a value sealed by seal under any configured key. It never returns data
+// on failure.
+func (r *keyring) open(sealed []byte, key, subject string) ([]byte, error) {
+	if len(sealed) < 2 || sealed[0] != sealVersion {
+		return nil, errCorrupt
+	}
+	n := int(sealed[1])
+	if len(sealed) < 2+n+12+16 {
+		return nil, errCorrupt
+	}
+	k := r.byID[string(sealed[2:2+n])]
+	if k == nil {
+		return nil, errCorrupt
+	}
+	nonce := sealed[2+n : 2+n+12]
+	plain, err := k.aead.Open(nil, nonce, sealed[2+n+12:], aad(key, subject))
+	if err != nil {
+		return nil, errCorrupt
+	}
+	return plain, nil
+}
+
+// random returns n random bytes as unpadded base64url.
+func random(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}

@@ -1,0 +1,191 @@
+package tokencache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisConfig is the redis: section of the bridge's configuration.
+type RedisConfig struct {
+	URL        string   // redis://[user:pass@]host:port/db or rediss://…; standalone
+	Addrs      []string // several: Cluster; with MasterName: Sentinel addresses
+	MasterName string   // Sentinel master name
+	Username   string   // for Addrs; URL carries its own
+	Password   string   // for Addrs; URL carries its own
+}
+
+// NewRedisClient builds the client for Options.Redis through redis.NewUniversalClient:
+// standalone from URL, Sentinel from MasterName and Addrs, Cluster from several Addrs.
+// Timeouts are short because every request of the bridge waits on the store; the pool
+// is sized for the relay's concurrency. The caller owns the client and closes it.
+func NewRedisClient(cfg RedisConfig) (redis.UniversalClient, error) {
+	opts := &redis.UniversalOptions{
+		Addrs:      cfg.Addrs,
+		MasterName: cfg.MasterName,
+		Username:   cfg.Username,
+		Password:   cfg.Password,
+	}
+	if cfg.URL != "" {
+		if len(cfg.Addrs) > 0 || cfg.MasterName != "" {
+			return nil, errors.New("redis: set either url or addrs (with master_name for Sentinel), not both")
+		}
+		o, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			// The URL may hold a password: say what is wrong, not what it was.
+			return nil, errors.New("redis: url is not a valid redis:// or rediss:// URL")
+		}
+		opts.Addrs = []string{o.Addr}
+		opts.Username, opts.Password, opts.DB, opts.TLSConfig = o.Username, o.Password, o.DB, o.TLSConfig
+	}
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("redis: no url or addrs")
+	}
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = time.Second
+	opts.WriteTimeout = time.Second
+	opts.PoolSize = 32 * runtime.GOMAXPROCS(0)
+	opts.MinIdleConns = 2
+	opts.MaxRetries = 2
+	return redis.NewUniversalClient(opts), nil
+}
+
+// redisStore is the shared backend: every replica sees the same keys.
+type redisStore struct{ c redis.UniversalClient }
+
+// unavailable wraps a Redis failure so that the HTTP layer answers 503; the Redis error
+// stays in the chain for logs.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+func (r redisStore) get(ctx context.Context, key string) ([]byte, error) {
+	b, err := r.c.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	return b, unavailable(err)
+}
+
+func (r redisStore) mget(ctx context.Context, keys ...string) ([][]byte, error) {
+	vals, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([][]byte, len(keys))
+	for i, v := range vals {
+		if s, ok := v.(string); ok {
+			out[i] = []byte(s)
+		}
+	}
+	return out, nil
+}
+
+func (r redisStore) exists(ctx context.Context, key string) (bool, error) {
+	n, err := r.c.Exists(ctx, key).Result()
+	return n == 1, unavailable(err)
+}
+
+func (r redisStore) set(ctx context.Context, key string, val []byte, ttl time.Duration, mode setMode) (bool, error) {
+	var err error
+	ok := true
+	switch mode {
+	case setNX:
+		ok, err = r.c.SetNX(ctx, key, val, ttl).Result()
+	case setXX:
+		ok, err = r.c.SetXX(ctx, key, val, ttl).Result()
+	default:
+		err = r.c.Set(ctx, key, val, ttl).Err()
+	}
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return ok && err == nil, unavailable(err)
+}
+
+// Scripts keep each check-and-act atomic on the server, where two replicas cannot
+// interleave. Each names only keys of one slot.
+var (
+	casScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`)
+	delIfScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`)
+	// RFC 6749 §4.1.2: a code is single use. The value stays until its TTL so that a
+	// second taker learns which value the first one got.
+	takeScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 1 then ttl = 1 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl) then return {v, 1} end
+return {v, 0}`)
+)
+
+func ms(d time.Duration) int64 {
+	if d < time.Millisecond {
+		return 1
+	}
+	return d.Milliseconds()
+}
+
+func (r redisStore) cas(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error) {
+	n, err := casScript.Run(ctx, r.c, []string{key}, old, val, ms(ttl)).Int()
+	return n == 1, unavailable(err)
+}
+
+func (r redisStore) delIf(ctx context.Context, key string, val []byte) (bool, error) {
+	n, err := delIfScript.Run(ctx, r.c, []string{key}, val).Int()
+	return n == 1, unavailable(err)
+}
+
+func (r redisStore) del(ctx context.Context, keys ...string) error {
+	return unavailable(r.c.Del(ctx, keys...).Err())
+}
+
+func (r redisStore) expire(ctx context.Context, key string, ttl time.Duration) error {
+	return unavailable(r.c.PExpire(ctx, key, ttl).Err())
+}
+
+func (r redisStore) take(ctx context.Context, key, marker string) ([]byte, bool, error) {
+	res, err := takeScript.Run(ctx, r.c, []string{key, marker}).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, ErrNotFound
+	}
+	if err != nil {
+		return nil, false, unavailable(err)
+	}
+	if len(res) != 2 {
+		return nil, false, unavailable(errors.New("take: unexpected reply"))
+	}
+	v, _ := res[0].(string)
+	first, _ := res[1].(int64)
+	return []byte(v), first == 1, nil
+}
+
+func (r redisStore) renew(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	n, err := renewScript.Run(ctx, r.c, []string{key}, val, ms(ttl)).Int()
+	return n == 1, unavailable(err)
+}
+
+func (r redisStore) ping(ctx context.Context) error {
+	return unavailable(r.c.Ping(ctx).Err())
+}
