@@ -4,6 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -64,3 +71,88 @@ func BenchmarkRewriter(b *testing.B) {
 
 // onlyWriter hides ReadFrom so io.CopyBuffer uses the given buffer.
 type onlyWriter struct{ io.Writer }
+
+// feedUpstream streams a v4 JSON feed of n bytes, built from a repeated 64 KiB run of
+// rows whose links point at the upstream itself.
+func feedUpstream(b *testing.B, n int64) *httptest.Server {
+	b.Helper()
+	var srv *httptest.Server
+	var chunk []byte
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json;odata.metadata=full")
+		w.Header()["OData-Version"] = []string{"4.0"}
+		for left := n; left > 0; {
+			k := min(left, int64(len(chunk)))
+			if _, err := w.Write(chunk[:k]); err != nil {
+				return
+			}
+			left -= k
+		}
+	}))
+	base := srv.URL + "/svc/"
+	var c bytes.Buffer
+	for i := 0; c.Len() < 64<<10; i++ {
+		fmt.Fprintf(&c, `{"@odata.id":"%sPeople('user%d')","@odata.editLink":"%sPeople('user%d')","UserName":"user%d","FirstName":"Russell","LastName":"Whyte","Emails":["Russell@example.com"],"Concurrency":%d},`, base, i, base, i, i, 635000000000000000+i)
+	}
+	chunk = c.Bytes()
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// vmHWM returns the process's peak resident set size in MiB, from /proc (Linux only).
+func vmHWM() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkRelayEndToEnd streams a 1 GiB feed through the bridge (rewriting every link)
+// and through a bare httputil.ReverseProxy of the same upstream, side by side in one run.
+// It reports the process's peak RSS, which includes the upstream and the client.
+func BenchmarkRelayEndToEnd(b *testing.B) {
+	const size = 1 << 30
+	up := feedUpstream(b, size)
+	target, _ := url.Parse(up.URL)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	run := func(b *testing.B, h http.Handler) {
+		front := httptest.NewServer(h)
+		defer front.Close()
+		buf := make([]byte, 32<<10)
+		b.SetBytes(size)
+		for b.Loop() {
+			res, err := client.Get(front.URL + "/odata/s/People")
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := io.CopyBuffer(io.Discard, onlyReader{res.Body}, buf)
+			res.Body.Close()
+			if err != nil || n < size-1 {
+				b.Fatalf("read %d bytes: %v", n, err)
+			}
+		}
+		b.ReportMetric(vmHWM(), "peak-RSS-MiB")
+	}
+	b.Run("httputil.ReverseProxy", func(b *testing.B) {
+		run(b, &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }})
+	})
+	b.Run("bridge", func(b *testing.B) {
+		rl, err := NewRelay([]Source{{Name: "s", URL: up.URL + "/svc/", PublicBase: "https://bridge.example.com/odata/s/"}}, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rl.Serve(w, r, "s", strings.TrimPrefix(r.URL.EscapedPath(), "/odata/s/"), "", nil)
+		}))
+	})
+}
+
+// onlyReader hides WriteTo so io.CopyBuffer uses the given buffer.
+type onlyReader struct{ io.Reader }

@@ -73,12 +73,13 @@ type Relay struct {
 }
 
 type sourceState struct {
-	src     Source
-	target  *url.URL
-	bases   []string
-	headers *strings.Replacer
-	learned atomic.Pointer[string]
-	cache   *metaCache
+	src      Source
+	target   *url.URL
+	bases    []string
+	headers  *strings.Replacer
+	rewriter *Rewriter // prototype, cloned per response
+	learned  atomic.Pointer[string]
+	cache    *metaCache
 }
 
 // current returns a copy of the source with the learned version filled in.
@@ -199,6 +200,7 @@ func newSourceState(s Source) (*sourceState, error) {
 		pairs = append(pairs, b, s.PublicBase)
 	}
 	st.headers = newLongestReplacer(pairs)
+	st.rewriter = NewRewriter(io.Discard, st.bases, s.PublicBase)
 	if s.CacheMetadata > 0 {
 		st.cache = newMetaCache(s.CacheMetadata)
 	}
@@ -554,11 +556,14 @@ func (b *bodyWriter) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
-// Flush passes the proxy's flushes on for uncompressed bodies; a gzip stream is left to
-// fill its blocks, since a sync flush every 32 KiB costs ratio for no reader's benefit.
-func (b *bodyWriter) Flush() error {
+// FlushError passes the proxy's flushes on (it flushes after every upstream read of a
+// streamed body), through the gzip stream when there is one, so a slow feed reaches the
+// client as it comes. The Rewriter's held-back tail stays: it may still begin a base.
+func (b *bodyWriter) FlushError() error {
 	if b.gz != nil {
-		return nil
+		if err := b.gz.Flush(); err != nil {
+			return err
+		}
 	}
 	return http.NewResponseController(b.w).Flush()
 }

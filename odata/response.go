@@ -72,7 +72,7 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 		c.tee = &capBuffer{next: sink, limit: maxCachedMetadata}
 		sink = c.tee
 	}
-	c.rewriter = NewRewriter(sink, c.st.bases, c.st.src.PublicBase)
+	c.rewriter = c.st.rewriter.clone(sink)
 	c.body = c.rewriter
 	return nil
 }

@@ -80,6 +80,14 @@ func NewRewriter(dst io.Writer, from []string, to string) *Rewriter {
 	return rw
 }
 
+// clone returns a fresh Rewriter with the same bases writing to dst; the patterns are
+// shared, since no Rewriter modifies them.
+func (rw *Rewriter) clone(dst io.Writer) *Rewriter {
+	c := &Rewriter{dst: dst, pats: rw.pats, groups: slices.Clone(rw.groups), maxLen: rw.maxLen}
+	c.pend = make([]byte, 0, 2*rw.maxLen)
+	return c
+}
+
 func commonPrefix(a, b []byte) int {
 	n := min(len(a), len(b))
 	for i := range n {
