@@ -97,8 +97,12 @@ func (e *Error) Error() string {
 	return "M error: " + e.Reason + ": " + e.Message
 }
 
-// maxDepth bounds nested calls, so runaway recursion ends in an error.
-const maxDepth = 200
+// maxDepth bounds nested calls and maxSteps the evaluation steps of one
+// Section, so runaway or exponential recursion ends in an error.
+const (
+	maxDepth = 200
+	maxSteps = 1_000_000
+)
 
 // Section is a parsed section document whose members can be evaluated.
 type Section struct {
@@ -108,6 +112,7 @@ type Section struct {
 	members map[string][]token
 	root    *env
 	depth   int
+	steps   int
 	guids   int
 }
 
@@ -312,6 +317,9 @@ func (s *Section) scope(names []string, exprs []node, outer *env) *env {
 }
 
 func (s *Section) eval(n node, e *env) (Value, error) {
+	if s.steps++; s.steps > maxSteps {
+		return nil, errors.New("evaluation takes too many steps")
+	}
 	switch n := n.(type) {
 	case *litNode:
 		return n.v, nil
