@@ -99,6 +99,7 @@ func (s *Service) list(ctx context.Context, es *entitySet, user string, auth Aut
 	if err != nil {
 		return nil, err
 	}
+	s.log.DebugContext(ctx, "upstream list read", "source", s.src.Name, "entity_set", es.Name, "rows", len(rows))
 	s.cache.put(user, es.Name, rows)
 	return rows, nil
 }
