@@ -346,7 +346,7 @@ func decodeConfig(data []byte, name string, cfg *Config) []Problem {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return []Problem{{Path: name, Message: err.Error()}}
 	}
-	if probs := checkNode(&root, configType, "", name); len(probs) > 0 {
+	if probs := checkNode(&root, configType, name); len(probs) > 0 {
 		return probs
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -417,12 +417,34 @@ func joinPath(path, name string) string {
 	return path + "." + name
 }
 
-// checkNode checks a YAML node against the Go type it will be decoded into, so that every
+// nodeChecker checks a YAML node against the Go type it will be decoded into, so that every
 // unknown key and every value of the wrong type is reported with its path, not only the first.
-func checkNode(n *yaml.Node, t reflect.Type, path, root string) []Problem {
+type nodeChecker struct {
+	root string // names the whole document in problems
+	// seen holds the anchored nodes already checked, so that aliases cost nothing more
+	// and a file of nested aliases cannot make the check exponential.
+	seen map[nodeType]bool
+}
+
+type nodeType struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+// checkNode reports every unknown key and wrongly typed value of document root.
+func checkNode(root *yaml.Node, t reflect.Type, name string) []Problem {
+	c := &nodeChecker{root: name, seen: map[nodeType]bool{}}
+	return c.check(root, t, "")
+}
+
+func (c *nodeChecker) check(n *yaml.Node, t reflect.Type, path string) []Problem {
 	for n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode {
 		if n.Kind == yaml.AliasNode {
 			n = n.Alias
+			if c.seen[nodeType{n, t}] {
+				return nil
+			}
+			c.seen[nodeType{n, t}] = true
 			continue
 		}
 		if len(n.Content) == 0 {
@@ -435,7 +457,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path, root string) []Problem {
 	}
 	at := path
 	if at == "" {
-		at = root
+		at = c.root
 	}
 	bad := func(msg string) []Problem { return []Problem{{Path: at, Message: msg}} }
 	switch kindOfType(t) {
@@ -456,7 +478,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path, root string) []Problem {
 				probs = append(probs, Problem{Path: joinPath(path, key.Value), Message: msgUnknown})
 				continue
 			}
-			probs = append(probs, checkNode(val, f.Type, joinPath(path, key.Value), root)...)
+			probs = append(probs, c.check(val, f.Type, joinPath(path, key.Value))...)
 		}
 		return probs
 	case kindStructList, kindList:
@@ -464,8 +486,8 @@ func checkNode(n *yaml.Node, t reflect.Type, path, root string) []Problem {
 			return bad(msgList)
 		}
 		var probs []Problem
-		for i, c := range n.Content {
-			probs = append(probs, checkNode(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), root)...)
+		for i, item := range n.Content {
+			probs = append(probs, c.check(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
 		}
 		return probs
 	}
