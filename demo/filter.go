@@ -304,25 +304,19 @@ func parseFilter(s string, set *entitySet) (expr, error) {
 	if p.pos != len(p.toks) {
 		return nil, fmt.Errorf("%w: unexpected %q in $filter", errBadQuery, p.toks[p.pos].text)
 	}
-	if _, ok := e.(propExpr); ok {
-		if set.props[e.(propExpr).idx].typ != edmBoolean {
-			return nil, fmt.Errorf("%w: $filter is not a predicate", errBadQuery)
-		}
-	} else if !isPredicate(e) {
-		return nil, fmt.Errorf("%w: $filter is not a predicate", errBadQuery)
+	if err := p.predicate(e); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
 
-func isPredicate(e expr) bool {
-	switch x := e.(type) {
-	case cmpExpr, logicExpr, notExpr:
-		return true
-	case litExpr:
-		_, ok := x.v.(bool)
-		return ok
+// predicate refuses an operand of and, or, not or the whole $filter that
+// is not Boolean.
+func (p *filterParser) predicate(e expr) error {
+	if p.kind(e) != "bool" {
+		return fmt.Errorf("%w: $filter needs a Boolean expression", errBadQuery)
 	}
-	return false
+	return nil
 }
 
 func (p *filterParser) peekWord(w string) bool {
@@ -338,6 +332,12 @@ func (p *filterParser) or() (expr, error) {
 		p.pos++
 		r, err := p.and()
 		if err != nil {
+			return nil, err
+		}
+		if err := p.predicate(l); err != nil {
+			return nil, err
+		}
+		if err := p.predicate(r); err != nil {
 			return nil, err
 		}
 		l = logicExpr{and: false, l: l, r: r}
@@ -356,6 +356,12 @@ func (p *filterParser) and() (expr, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := p.predicate(l); err != nil {
+			return nil, err
+		}
+		if err := p.predicate(r); err != nil {
+			return nil, err
+		}
 		l = logicExpr{and: true, l: l, r: r}
 	}
 	return l, nil
@@ -371,6 +377,9 @@ func (p *filterParser) unary() (expr, error) {
 		x, err := p.unary()
 		p.depth--
 		if err != nil {
+			return nil, err
+		}
+		if err := p.predicate(x); err != nil {
 			return nil, err
 		}
 		return notExpr{x}, nil

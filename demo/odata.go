@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -221,9 +222,13 @@ func (s *odataService) collection(w http.ResponseWriter, r *http.Request, set *e
 		if n > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, '{')
-		b = s.appendProps(b, set, set.rows[i], q.selectIdx, false)
-		b = append(b, '}')
+		if q.selectIdx == nil {
+			b = append(b, s.rowJSON(set)[i]...)
+		} else {
+			b = append(b, '{')
+			b = s.appendProps(b, set, set.rows[i], q.selectIdx, false)
+			b = append(b, '}')
+		}
 		if _, err := bw.Write(b); err != nil {
 			return nil // the client went away; there is no one to answer
 		}
@@ -243,6 +248,31 @@ func (s *odataService) collection(w http.ResponseWriter, r *http.Request, set *e
 	_ = bw.Flush()
 	return nil
 }
+
+// rowCache holds each row of each set as a JSON object with all properties,
+// per protocol: rows carry no URLs, so the text is the same in every world.
+var rowCache = map[protocol]func() map[string][][]byte{
+	v3: sync.OnceValue(func() map[string][][]byte { return renderRows(v3) }),
+	v4: sync.OnceValue(func() map[string][][]byte { return renderRows(v4) }),
+}
+
+// renderRows renders every row of the generated data in the protocol's JSON.
+func renderRows(proto protocol) map[string][][]byte {
+	s := &odataService{proto: proto}
+	out := map[string][][]byte{}
+	for _, set := range generated().sets {
+		rows := make([][]byte, len(set.rows))
+		for i, r := range set.rows {
+			b := append([]byte{'{'}, s.appendProps(nil, set, r, nil, false)...)
+			rows[i] = append(b, '}')
+		}
+		out[set.name] = rows
+	}
+	return out
+}
+
+// rowJSON returns the cached full-row JSON of set.
+func (s *odataService) rowJSON(set *entitySet) [][]byte { return rowCache[s.proto]()[set.name] }
 
 // maxPageSize reads odata.maxpagesize from Prefer headers (OData v4 Part 1 §8.2.8.3).
 func maxPageSize(prefer []string) (int, bool) {
