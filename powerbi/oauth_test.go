@@ -340,3 +340,72 @@ func TestFeedOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestSourceRow(t *testing.T) {
+	type feedCall struct {
+		url     meval.Value
+		options meval.Value
+	}
+	var calls []feedCall
+	host := meval.Host{Functions: map[string]func([]meval.Value) (meval.Value, error){
+		"OData.Feed": func(args []meval.Value) (meval.Value, error) {
+			if len(args) != 3 || args[1] != nil {
+				return nil, fmt.Errorf("OData.Feed called with %v", args)
+			}
+			calls = append(calls, feedCall{args[0], args[2]})
+			return "feed", nil
+		},
+	}}
+	s := connectorM(t, Connector{PublicURL: "https://bridge.example.com:8443/b/"}, host)
+	rec := func(names []string, values ...meval.Value) *meval.Record {
+		return &meval.Record{Names: names, Values: values}
+	}
+	fields := []string{"name", "title", "kind", "odata_version", "url"}
+	v2 := rec([]string{"Implementation"}, "2.0")
+	tests := []struct {
+		name     string
+		source   *meval.Record
+		wantRow  []meval.Value
+		wantCall *feedCall
+		wantErr  string
+	}{
+		{"v4 source", rec(fields, "k2", "K2 SmartObjects", "odata", "4.0", "https://bridge.example.com:8443/b/odata/k2/"),
+			[]meval.Value{"K2 SmartObjects", "k2", "feed", "Database", "Database", false},
+			&feedCall{"https://bridge.example.com:8443/b/odata/k2/", v2}, ""},
+		{"v3 source without title", rec(fields, "legacy", "", "odata", "3.0", "https://bridge.example.com:8443/b/odata/legacy/"),
+			[]meval.Value{"legacy", "legacy", "feed", "Database", "Database", false},
+			&feedCall{"https://bridge.example.com:8443/b/odata/legacy/", nil}, ""},
+		{"no version", rec([]string{"name", "url"}, "wf", "https://bridge.example.com:8443/b/odata/wf/"),
+			[]meval.Value{"wf", "wf", "feed", "Database", "Database", false},
+			&feedCall{"https://bridge.example.com:8443/b/odata/wf/", v2}, ""},
+		{"feed on another host", rec(fields, "x", "X", "odata", "4.0", "https://evil.example/odata/x/"),
+			nil, nil, "ForeignFeed"},
+		{"feed beside the bridge path", rec(fields, "x", "X", "odata", "4.0", "https://bridge.example.com:8443/bx/odata/x/"),
+			nil, nil, "ForeignFeed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls = nil
+			got, err := s.Call("SourceRow", tt.source)
+			if tt.wantErr != "" {
+				var me *meval.Error
+				if !errors.As(err, &me) || me.Message != tt.wantErr {
+					t.Fatalf("SourceRow = %v, %v; want the %s error", got, err, tt.wantErr)
+				}
+				if len(calls) != 0 {
+					t.Errorf("OData.Feed was called for a feed outside the bridge: %v", calls)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.wantRow, got); diff != "" {
+				t.Errorf("row (-want +got):\n%s", diff)
+			}
+			if len(calls) != 1 || !cmp.Equal(calls[0].url, tt.wantCall.url) || !cmp.Equal(calls[0].options, tt.wantCall.options) {
+				t.Errorf("OData.Feed calls = %+v, want %+v", calls, *tt.wantCall)
+			}
+		})
+	}
+}

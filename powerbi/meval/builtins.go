@@ -28,7 +28,10 @@ func (s *Section) builtin(name string) (Value, bool) {
 	if e, ok := enums[name]; ok {
 		return e, true
 	}
-	f, ok := s.natives()[name]
+	f, ok := s.host.Functions[name]
+	if !ok {
+		f, ok = s.natives()[name]
+	}
 	if !ok {
 		return nil, false
 	}

@@ -81,6 +81,9 @@ type Host struct {
 	NewGuid func() string
 	// LoadString answers Extension.LoadString. Nil returns the key.
 	LoadString func(key string) string
+	// Functions adds library functions by name (e.g. a stand-in for
+	// OData.Feed); they take precedence over the built-in ones.
+	Functions map[string]func(args []Value) (Value, error)
 }
 
 // Error is an M error raised by the evaluated code ("error …").
