@@ -103,8 +103,8 @@ func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path s
 	total := len(rows)
 	start := min(q.skip, total)
 	end := total
-	if q.top >= 0 {
-		end = min(start+q.top, total)
+	if q.top >= 0 && q.top < end-start {
+		end = start + q.top
 	}
 	pageSize := s.pageSize
 	pref, prefName := pagePreference(r.Header)
