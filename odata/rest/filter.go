@@ -296,9 +296,9 @@ var funcSig = map[string]struct {
 	"second":     {[]kind{kTime}, 0, kInt},
 }
 
-// FilterFunctions lists the $filter functions the service evaluates, as
+// filterFunctions lists the $filter functions the service evaluates, as
 // advertised in the Capabilities.FilterFunctions annotation.
-var FilterFunctions = []string{
+var filterFunctions = []string{
 	"contains", "startswith", "endswith", "indexof", "length", "tolower", "toupper",
 	"trim", "concat", "substring", "year", "month", "day", "hour", "minute", "second",
 }

@@ -101,7 +101,7 @@ func containerCapabilities() string {
         <Annotation Term="Capabilities.BatchSupported" Bool="false"/>
         <Annotation Term="Capabilities.FilterFunctions">
           <Collection>`)
-	for _, f := range FilterFunctions {
+	for _, f := range filterFunctions {
 		b.WriteString("<String>" + f + "</String>")
 	}
 	b.WriteString(`</Collection>

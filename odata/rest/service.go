@@ -138,7 +138,11 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user strin
 		return fmt.Errorf("%w: %s; the service is read-only", odata.ErrNotImplemented, r.Method)
 	}
 	path = strings.TrimPrefix(path, "/")
-	switch path {
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		return fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
+	}
+	switch unescaped {
 	case "":
 		if _, err := parseQuery(r.URL.RawQuery, nil); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -731,5 +732,65 @@ func TestHeadRequest(t *testing.T) {
 	s.Serve(w, r, "Workflows", "alice", &bearer{token: "alice"})
 	if w.Code != 200 || w.Header().Get("OData-Version") != "4.0" {
 		t.Errorf("HEAD: status %d OData-Version %q", w.Code, w.Header().Get("OData-Version"))
+	}
+}
+
+func TestConcurrentUsersStayIsolated(t *testing.T) {
+	u := newK2Upstream(t)
+	s := newTestService(t, u, func(src *Source) { src.CacheTTL = time.Hour; src.PageSize = 3 })
+	users := []string{"alice", "bob", "carol", "alice", "bob", "carol"}
+	type result struct {
+		user string
+		keys []string
+	}
+	results := make(chan result, len(users))
+	var wg sync.WaitGroup
+	for _, user := range users {
+		wg.Go(func() {
+			next := "Tasks?$top=9"
+			var keys []string
+			for next != "" {
+				r := httptest.NewRequest(http.MethodGet, strings.Replace(publicBase, "https://bridge.example.com", "", 1)+strings.TrimPrefix(next, publicBase), nil)
+				path := strings.TrimPrefix(r.URL.EscapedPath(), "/odata/workflow/")
+				w := httptest.NewRecorder()
+				s.Serve(w, r, path, user, &bearer{token: user})
+				var f feed
+				if err := json.Unmarshal(w.Body.Bytes(), &f); err != nil || w.Code != 200 {
+					keys = append(keys, fmt.Sprintf("error %d", w.Code))
+					break
+				}
+				for _, v := range f.Value {
+					keys = append(keys, v["serialNumber"].(string))
+				}
+				next = f.NextLink
+			}
+			results <- result{user, keys}
+		})
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		want := min(9, len(u.tasks[r.user]))
+		if len(r.keys) != want {
+			t.Errorf("%s: got %d tasks %v, want %d", r.user, len(r.keys), r.keys, want)
+		}
+		for _, k := range r.keys {
+			if !strings.HasPrefix(k, r.user+"_") {
+				t.Errorf("%s received %s", r.user, k)
+			}
+		}
+	}
+}
+
+func TestBareArrayUpstream(t *testing.T) {
+	u := newK2Upstream(t)
+	u.body = `[{"serialNumber":"b","status":"Open"},{"serialNumber":"a","status":"Done"}]`
+	s := newTestService(t, u, func(src *Source) { src.EntitySets[1].Items = "" })
+	f := decodeFeed(t, get(t, s, target("Tasks", "$select", "serialNumber,status"), "alice", &bearer{token: "alice"}))
+	if len(f.Value) != 2 || f.Value[0]["serialNumber"] != "a" || f.Value[1]["status"] != "Open" {
+		t.Errorf("got %v, want a/Done then b/Open", f.Value)
+	}
+	if w := get(t, s, "%24metadata", "alice", nil); w.Code != 200 {
+		t.Errorf("escaped $metadata: status %d, want 200", w.Code)
 	}
 }
