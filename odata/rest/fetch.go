@@ -188,6 +188,9 @@ func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, par
 		n := len(out) - before
 		switch pg.Style {
 		case "page", "offset":
+			if n > pg.Size {
+				return nil, fmt.Errorf("%w: %s: the upstream sent %d rows for a page of %d; check the mapping's paging", odata.ErrUpstreamUnreachable, es.Name, n, pg.Size)
+			}
 			if n < pg.Size {
 				return out, nil
 			}

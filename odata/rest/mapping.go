@@ -1,11 +1,3 @@
-// Package rest serves plain JSON REST APIs as read-only OData v4 services:
-// each configured upstream list becomes an entity set with a service
-// document, CSDL $metadata, $filter/$select/$orderby/$top/$skip/$count and
-// server-driven paging with signed $skiptoken values.
-//
-// The upstream is always called with the caller's own credentials (through
-// an Authorizer), and every cache is keyed by user, because APIs such as
-// K2's Workflow REST API trim their answers per user.
 package rest
 
 import (

@@ -794,3 +794,14 @@ func TestBareArrayUpstream(t *testing.T) {
 		t.Errorf("escaped $metadata: status %d, want 200", w.Code)
 	}
 }
+
+func TestUpstreamIgnoresPaging(t *testing.T) {
+	u := newK2Upstream(t) // answers every page with the whole list
+	s := newTestService(t, u, func(src *Source) {
+		src.EntitySets[1].Paging = Paging{Style: "page", Param: "page", Size: 10}
+	})
+	w := get(t, s, "Tasks", "alice", &bearer{token: "alice"})
+	if w.Code != http.StatusBadGateway || !strings.Contains(errorMessage(t, w), "sent 53 rows for a page of 10") {
+		t.Errorf("got %d %s, want 502 naming the page size", w.Code, w.Body)
+	}
+}
