@@ -50,7 +50,7 @@ func NewRedisClient(cfg RedisConfig) (redis.UniversalClient, error) {
 	opts.WriteTimeout = time.Second
 	opts.PoolSize = 32 * runtime.GOMAXPROCS(0)
 	opts.MinIdleConns = 2
-	opts.MaxRetries = 2
+	opts.MaxRetries = 1
 	return redis.NewUniversalClient(opts), nil
 }
 

@@ -22,6 +22,23 @@ type Refresher interface {
 	Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error)
 }
 
+// RefresherFunc adapts a function to Refresher.
+type RefresherFunc func(ctx context.Context, refreshToken string) (*oauth2.Token, error)
+
+// Refresh calls f.
+func (f RefresherFunc) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	return f(ctx, refreshToken)
+}
+
+// ConfigRefresher refreshes at the token endpoint of an oauth2.Config, whose errors are
+// *oauth2.RetrieveError as Refresher wants.
+type ConfigRefresher struct{ Config *oauth2.Config }
+
+// Refresh redeems refreshToken at r.Config's token endpoint.
+func (r ConfigRefresher) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	return r.Config.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+}
+
 // Options configure a Store. Every field documents its zero value.
 type Options struct {
 	Redis         redis.UniversalClient // nil: in-memory store (one process, lost on restart)
