@@ -146,7 +146,7 @@ func lexFilter(s string) ([]token, error) {
 		switch {
 		case c == ' ' || c == '\t':
 			i++
-		case c == '(' || c == ')':
+		case c == '(' || c == ')' || c == ',':
 			out = append(out, token{kind: c, text: s[i : i+1]})
 			i++
 		case c == '\'':
@@ -439,6 +439,8 @@ func (p *filterParser) kind(e expr) string {
 		}
 	case litExpr:
 		v = x.v
+	case funcExpr:
+		return filterFuncs[x.name].result
 	default:
 		return "bool"
 	}
@@ -483,6 +485,9 @@ func (p *filterParser) primary() (expr, error) {
 		p.pos++
 		return litExpr{t.v}, nil
 	case 'i':
+		if p.pos+1 < len(p.toks) && p.toks[p.pos+1].kind == '(' {
+			return p.call()
+		}
 		idx := p.set.prop(t.text)
 		if idx < 0 {
 			return nil, fmt.Errorf("%w: unknown property %q in $filter", errBadQuery, t.text)
@@ -491,4 +496,95 @@ func (p *filterParser) primary() (expr, error) {
 		return propExpr{idx}, nil
 	}
 	return nil, fmt.Errorf("%w: unexpected %q in $filter", errBadQuery, t.text)
+}
+
+// funcExpr is a call of a canonical function.
+type funcExpr struct {
+	name string
+	args []expr
+}
+
+func (e funcExpr) eval(row []any) any {
+	vals := make([]any, len(e.args))
+	for i, a := range e.args {
+		if vals[i] = a.eval(row); vals[i] == nil {
+			// OData: a function of null is null; a predicate of null is false.
+			if filterFuncs[e.name].result == "bool" {
+				return false
+			}
+			return nil
+		}
+	}
+	return filterFuncs[e.name].fn(vals)
+}
+
+// filterFunc is one canonical function: its argument kinds, result kind and body.
+type filterFunc struct {
+	args   []string
+	result string
+	fn     func([]any) any
+}
+
+func datePart(f func(time.Time) int) filterFunc {
+	return filterFunc{[]string{"datetime"}, "number", func(v []any) any { return int64(f(v[0].(time.Time))) }}
+}
+
+// filterFuncs are the canonical functions (OData v4 URL conventions §5.1.1.5,
+// v3 §4.5.1) the demo evaluates.
+var filterFuncs = map[string]filterFunc{
+	"contains":    {[]string{"string", "string"}, "bool", func(v []any) any { return strings.Contains(v[0].(string), v[1].(string)) }},
+	"startswith":  {[]string{"string", "string"}, "bool", func(v []any) any { return strings.HasPrefix(v[0].(string), v[1].(string)) }},
+	"endswith":    {[]string{"string", "string"}, "bool", func(v []any) any { return strings.HasSuffix(v[0].(string), v[1].(string)) }},
+	"substringof": {[]string{"string", "string"}, "bool", func(v []any) any { return strings.Contains(v[1].(string), v[0].(string)) }},
+	"tolower":     {[]string{"string"}, "string", func(v []any) any { return strings.ToLower(v[0].(string)) }},
+	"toupper":     {[]string{"string"}, "string", func(v []any) any { return strings.ToUpper(v[0].(string)) }},
+	"trim":        {[]string{"string"}, "string", func(v []any) any { return strings.TrimSpace(v[0].(string)) }},
+	"length":      {[]string{"string"}, "number", func(v []any) any { return int64(len([]rune(v[0].(string)))) }},
+	"year":        datePart(time.Time.Year),
+	"month":       datePart(func(t time.Time) int { return int(t.Month()) }),
+	"day":         datePart(time.Time.Day),
+	"hour":        datePart(time.Time.Hour),
+	"minute":      datePart(time.Time.Minute),
+	"second":      datePart(time.Time.Second),
+}
+
+// call parses name(arg, …) with the arguments' kinds checked.
+func (p *filterParser) call() (expr, error) {
+	name := p.toks[p.pos].text
+	f, ok := filterFuncs[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: unsupported function %q in $filter", errNotImplemented, name)
+	}
+	p.depth++
+	if p.depth > maxFilterDepth {
+		return nil, fmt.Errorf("%w: $filter nests too deeply", errBadQuery)
+	}
+	defer func() { p.depth-- }()
+	p.pos += 2 // the name and "("
+	var args []expr
+	for {
+		a, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, a)
+		if p.pos < len(p.toks) && p.toks[p.pos].kind == ',' {
+			p.pos++
+			continue
+		}
+		break
+	}
+	if p.pos >= len(p.toks) || p.toks[p.pos].kind != ')' {
+		return nil, fmt.Errorf("%w: missing ')' after the arguments of %s", errBadQuery, name)
+	}
+	p.pos++
+	if len(args) != len(f.args) {
+		return nil, fmt.Errorf("%w: %s takes %d arguments", errBadQuery, name, len(f.args))
+	}
+	for i, a := range args {
+		if k := p.kind(a); k != f.args[i] && k != "null" {
+			return nil, fmt.Errorf("%w: argument %d of %s must be a %s", errBadQuery, i+1, name, f.args[i])
+		}
+	}
+	return funcExpr{name, args}, nil
 }

@@ -364,9 +364,13 @@ func TestQueryOptions(t *testing.T) {
 			shippedNull++
 		}
 	}
+	var oNeill int
 	for _, r := range customers.rows {
 		if r[2] == "Sweden" {
 			sweden++
+		}
+		if strings.HasPrefix(r[1].(string), "O'Neill") {
+			oNeill++
 		}
 	}
 
@@ -404,6 +408,9 @@ func TestQueryOptions(t *testing.T) {
 		{"filter date", "Orders", q("$filter", "Currency eq 'EUR' and Amount gt 10000 and OrderDate gt 2026-01-01T00:00:00Z", "$count", "true"),
 			q("$filter", "Currency eq 'EUR' and Amount gt 10000 and OrderDate gt datetime'2026-01-01T00:00:00'", "$inlinecount", "allpages"), 200, []check{countIs(bigEURAfter)}},
 		{"filter ne null", "Orders", q("$filter", "ShippedDate eq null", "$count", "true"), q("$filter", "ShippedDate eq null", "$inlinecount", "allpages"), 200, []check{countIs(shippedNull)}},
+		{"filter function", "Customers", q("$filter", "startswith(Name,'O''Neill')", "$count", "true"),
+			q("$filter", "startswith(Name,'O''Neill')", "$inlinecount", "allpages"), 200, []check{countIs(oNeill)}},
+		{"unsupported function", "Customers", q("$filter", "indexof(Name,'a') eq 1"), "", 501, nil},
 		{"filter lt", "Customers", q("$filter", "CustomerID lt 11"), "", 200, []check{rowsAre(10)}},
 		{"filter ne and", "Customers", q("$filter", "Country ne 'Sweden' and CustomerID lt 1501", "$top", "0", "$count", "true"),
 			q("$filter", "Country ne 'Sweden' and CustomerID lt 1501", "$top", "0", "$inlinecount", "allpages"), 200, []check{countIs(customerCount - sweden), rowsAre(0)}},
