@@ -888,3 +888,62 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+func TestRelayConcurrent(t *testing.T) {
+	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "$metadata") {
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprintf(w, `<x base="%s"/>`, u.base())
+			return
+		}
+		writeJSON(w, fmt.Sprintf(`{"@odata.context":"%s$metadata#P","q":%q}`, u.base(), r.URL.RawQuery))
+	})
+	b := newBridge(t, Source{URL: u.base(), CacheMetadata: time.Hour}, Options{Registerer: prometheus.NewRegistry()}, &staticAuth{})
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for j := range 10 {
+				target := fmt.Sprintf("/odata/s/P?i=%d&j=%d", i, j)
+				want := fmt.Sprintf(`{"@odata.context":"%s$metadata#P","q":"i=%d&j=%d"}`, publicBase, i, j)
+				hdr := http.Header{"X-Test-User": {fmt.Sprint("u", i%3)}}
+				if j%3 == 0 {
+					target, want = "/odata/s/$metadata", `<x base="`+publicBase+`"/>`
+				}
+				res, body, err := b.do(t, "GET", target, hdr, nil)
+				if err != nil || res.StatusCode != 200 || string(body) != want {
+					t.Errorf("GET %s: %v %v %s, want %s", target, err, res.StatusCode, body, want)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestRelayHeadAndVersionTwin(t *testing.T) {
+	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1234")
+		writeJSON(w, "")
+	})
+	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	// A middleware before the relay set the canonical spelling.
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("OData-Version", "4.0")
+		b.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	req, _ := http.NewRequest("HEAD", front.URL+"/odata/s/People", nil)
+	res, err := b.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Errorf("status = %d, want 200", res.StatusCode)
+	}
+	if got := res.Header.Values("OData-Version"); len(got) != 1 {
+		t.Errorf("OData-Version = %q, want one value", got)
+	}
+	if res.Header.Get("Content-Length") == "1234" {
+		t.Errorf("HEAD kept the upstream Content-Length of a body the relay would rewrite")
+	}
+}

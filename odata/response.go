@@ -182,6 +182,11 @@ func (c *call) finish() error {
 
 // abandon releases what an aborted call holds, without writing anything more.
 func (c *call) abandon() {
+	if c.in.Context().Err() != nil {
+		c.rl.log.Debug("relay stream aborted: client gone", "source", c.st.src.Name, "bytes", c.out.n)
+	} else {
+		c.rl.log.Warn("relay stream aborted after the first byte", "source", c.st.src.Name, "status", c.status, "bytes", c.out.n)
+	}
 	if c.gz != nil {
 		putGzip(c.gz) // Reset on the next use
 		c.gz = nil
