@@ -26,7 +26,10 @@ func Preset(name string) ([]EntitySet, error) {
 //	GET tasks     -> {itemCount, tasks:[{serialNumber, status, taskStartDate, …, originator:{…}, actions:{…}}]}
 //
 // Instances are not part of K2's documented v1 list endpoints. The preset
-// assumes GET instances -> {itemCount, instances:[{id, folio, status, …}]};
+// assumes GET instances -> {itemCount, instances:[{id, workflowId,
+// workflowName, workflowDisplayName, workflowCategory, folio, status,
+// priority, activityName, originator:{…}, startDate, finishDate,
+// expectedDuration}]}, the shape the demo upstream serves;
 // an upstream that lists them per workflow instead is served by the same
 // mapping with Path "workflows/{id}/instances" and Parent "Workflows" (see
 // K2WorkflowInstancesPerWorkflow). Fields the upstream does not send are null.
@@ -91,6 +94,9 @@ func k2Workflow() []EntitySet {
 				{Name: "expectedDuration", Type: EdmInt32},
 				{Name: "workflowId", Type: EdmInt32},
 				{Name: "workflowName", Type: EdmString},
+				{Name: "workflowDisplayName", Type: EdmString},
+				{Name: "workflowCategory", Type: EdmString},
+				{Name: "activityName", Type: EdmString},
 			}, originator("originator")),
 		},
 	}
@@ -99,7 +105,7 @@ func k2Workflow() []EntitySet {
 // K2WorkflowInstancesPerWorkflow rewrites the k2-workflow preset's Instances
 // set for an upstream that lists instances per workflow at
 // workflows/{id}/instances: one call per workflow the caller can see, with
-// workflowId taken from the parent row when the items do not carry it.
+// the workflow columns taken from the parent row.
 func K2WorkflowInstancesPerWorkflow(sets []EntitySet) []EntitySet {
 	out := slices.Clone(sets)
 	for i := range out {
@@ -110,11 +116,17 @@ func K2WorkflowInstancesPerWorkflow(sets []EntitySet) []EntitySet {
 		out[i].Parent = "Workflows"
 		props := slices.Clone(out[i].Properties)
 		for j := range props {
+			// As in K2's task list: workflowName is the system name,
+			// workflowDisplayName the name, workflowCategory the folder.
 			switch props[j].Name {
 			case "workflowId":
 				props[j].Source = "$parent.id"
 			case "workflowName":
+				props[j].Source = "$parent.systemName"
+			case "workflowDisplayName":
 				props[j].Source = "$parent.name"
+			case "workflowCategory":
+				props[j].Source = "$parent.folder"
 			}
 		}
 		out[i].Properties = props

@@ -582,12 +582,14 @@ func TestInstances(t *testing.T) {
 	}
 	// The same entity set read per workflow at workflows/{id}/instances.
 	s = newTestService(t, u, func(src *Source) { src.EntitySets = K2WorkflowInstancesPerWorkflow(src.EntitySets) })
-	f = decodeFeed(t, get(t, s, target("Instances", "$orderby", "id", "$select", "id,workflowId,workflowName"), "alice", &bearer{token: "alice"}))
+	f = decodeFeed(t, get(t, s, target("Instances", "$orderby", "id", "$select", "id,workflowId,workflowName,workflowDisplayName,workflowCategory"), "alice", &bearer{token: "alice"}))
 	var got []string
 	for _, v := range f.Value {
-		got = append(got, fmt.Sprintf("%v/%v/%v", v["id"], v["workflowId"], v["workflowName"]))
+		got = append(got, fmt.Sprintf("%v/%v/%v/%v/%v", v["id"], v["workflowId"], v["workflowName"], v["workflowDisplayName"], v["workflowCategory"]))
 	}
-	if want := []string{"100/1/Leave Request", "101/1/Leave Request", "200/2/Expense Claim"}; !slices.Equal(got, want) {
+	if want := []string{
+		`100/1/HR\Leave Request/Leave Request/HR`, `101/1/HR\Leave Request/Leave Request/HR`, `200/2/Finance\Expense Claim/Expense Claim/Finance`,
+	}; !slices.Equal(got, want) {
 		t.Errorf("per-workflow instances: got %v, want %v", got, want)
 	}
 }
