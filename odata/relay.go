@@ -35,6 +35,10 @@ type Source struct {
 
 // Authorizer sets the upstream credentials on an outgoing request. renew is true on the
 // one retry after an upstream 401.
+//
+// out carries none of the caller's credentials: an Authorizer for basic-passthrough
+// copies the caller's Basic header from the incoming request it was made for. A nil
+// Authorizer sends no credentials and never retries.
 type Authorizer interface {
 	Authorize(ctx context.Context, out *http.Request, renew bool) error
 }

@@ -1,0 +1,21 @@
+// Package odata is the bridge's streaming OData relay (DESIGN §7).
+//
+// A Relay forwards GET and HEAD (and POST $batch where a source allows it) from
+// /odata/{source}/{path} to the source's upstream through httputil.ReverseProxy. It
+//
+//   - builds the upstream URL from the source's base and the escaped path, refusing
+//     anything that could leave that base (400), and forwards the raw query byte for
+//     byte less the bridge's api_key parameter;
+//   - sends only an allow list of request headers, so the caller's Authorization,
+//     cookies and feed key never go upstream; an Authorizer adds the upstream
+//     credentials, and after an upstream 401 it renews them once and the request is
+//     retried once, before any byte reached the client;
+//   - streams the body through a Rewriter that replaces every upstream base (plain and
+//     JSON \/-escaped) with the public one, and gzip-compresses toward clients that
+//     accept it; $value, $count and media bodies pass through with their length;
+//   - aborts the response (http.ErrAbortHandler) when the upstream fails after the
+//     first byte, so a client never mistakes a truncated feed for a complete one.
+//
+// Errors before the first byte go to Options.ErrorHandler as wrapped sentinels of this
+// package (or the Authorizer's own errors); connector maps them to status codes.
+package odata
