@@ -28,6 +28,11 @@ func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
 // GoString returns REDACTED, so %#v of a struct holding a Secret stays safe.
 func (Secret) GoString() string { return redacted }
 
+// MarshalText returns REDACTED, so encoding/json (and slog's JSON handler, which does not
+// call LogValue on struct fields) never writes the secret: a token response must use
+// string(s) on purpose.
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
 // Key is one encryption key of the store: the first key of Options.Keys encrypts and
 // derives lookup keys, every key decrypts and is tried for lookups, so keys can rotate.
 type Key struct {
