@@ -25,6 +25,8 @@ var (
 	ErrUnknownUser = errors.New("unknown demo user")
 	// ErrSignIn means the in-process sign-in at the embedded provider failed.
 	ErrSignIn = errors.New("demo sign-in failed")
+	// ErrOptions means Start was given options it cannot honour.
+	ErrOptions = errors.New("invalid demo options")
 	// errNotAccessToken means a bearer token outlives an access token: it is a refresh token.
 	errNotAccessToken = errors.New("token lifetime exceeds the access-token lifetime")
 )
@@ -105,7 +107,7 @@ func Start(ctx context.Context, opts Options) (*World, error) {
 		opts.RefreshTTL = 24 * time.Hour
 	}
 	if opts.AccessTTL < time.Second || opts.RefreshTTL <= opts.AccessTTL+time.Second {
-		return nil, fmt.Errorf("demo: AccessTTL must be at least 1s and RefreshTTL longer than AccessTTL by more than 1s")
+		return nil, fmt.Errorf("%w: AccessTTL must be at least 1s and RefreshTTL longer than AccessTTL by more than 1s", ErrOptions)
 	}
 	var lc net.ListenConfig
 	idpLn, err := lc.Listen(ctx, "tcp", net.JoinHostPort(opts.Host, "0"))
@@ -202,6 +204,21 @@ func Start(ctx context.Context, opts Options) (*World, error) {
 		"odata_v3", w.ODataV3URL, "workflow", w.WorkflowURL, "users", w.Users)
 	return w, nil
 }
+
+// LogValue lets a World be logged whole without its client secret.
+func (w *World) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("issuer", w.Issuer),
+		slog.String("client_id", w.ClientID),
+		slog.String("client_secret", "REDACTED"),
+		slog.String("odata_v4", w.ODataV4URL),
+		slog.String("odata_v3", w.ODataV3URL),
+		slog.String("workflow", w.WorkflowURL),
+		slog.Any("users", w.Users),
+	)
+}
+
+var _ slog.LogValuer = (*World)(nil)
 
 // now is the upstreams' clock, moved by Advance.
 func (w *World) now() time.Time { return time.Now().Add(time.Duration(w.offset.Load())) }
@@ -334,6 +351,7 @@ type statusWriter struct {
 	status int
 }
 
+// WriteHeader records the status code and passes it on.
 func (s *statusWriter) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)

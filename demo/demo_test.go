@@ -1,10 +1,13 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -141,10 +144,24 @@ func TestStartRejectsBadTTLs(t *testing.T) {
 		{AccessTTL: 500 * time.Millisecond},
 		{AccessTTL: time.Hour, RefreshTTL: time.Hour},
 	} {
-		if w, err := Start(context.Background(), o); err == nil {
+		w, err := Start(context.Background(), o)
+		if err == nil {
 			w.Close()
-			t.Errorf("Start(AccessTTL %v, RefreshTTL %v) = nil error, want one", o.AccessTTL, o.RefreshTTL)
 		}
+		if !errors.Is(err, ErrOptions) {
+			t.Errorf("Start(AccessTTL %v, RefreshTTL %v) = %v, want ErrOptions", o.AccessTTL, o.RefreshTTL, err)
+		}
+	}
+}
+
+func TestLogValueHidesSecret(t *testing.T) {
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("started", "world", world)
+	if strings.Contains(buf.String(), world.ClientSecret) {
+		t.Errorf("log line holds the client secret: %s", buf.String())
+	}
+	if !strings.Contains(buf.String(), world.ODataV4URL) {
+		t.Errorf("log line lacks the world's URLs: %s", buf.String())
 	}
 }
 

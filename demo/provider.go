@@ -256,8 +256,13 @@ type recorder struct {
 	body   bytes.Buffer
 }
 
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) WriteHeader(status int)      { r.status = status }
+// Header returns the buffered header map.
+func (r *recorder) Header() http.Header { return r.header }
+
+// WriteHeader records the status code.
+func (r *recorder) WriteHeader(status int) { r.status = status }
+
+// Write buffers body bytes.
 func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
 
 // demoUserByName returns the demo user with that name.
