@@ -383,6 +383,26 @@ func TestRelayCases(t *testing.T) {
 			},
 		},
 		{
+			name:   "a gzip body from a misbehaving upstream is decoded and rewritten",
+			target: "/odata/s/People",
+			handler: func(u *upstream, w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Encoding", "gzip")
+				zw := gzip.NewWriter(w)
+				io.WriteString(zw, `{"@odata.context":"`+u.base()+`$metadata"}`)
+				zw.Close()
+			},
+			status: 200,
+			check: func(t *testing.T, u *upstream, res *http.Response, body []byte) {
+				if got := res.Header.Get("Content-Encoding"); got != "" {
+					t.Errorf("Content-Encoding = %q, want none", got)
+				}
+				if want := `{"@odata.context":"` + publicBase + `$metadata"}`; string(body) != want {
+					t.Errorf("body = %s, want %s", body, want)
+				}
+			},
+		},
+		{
 			name:   "gzip off when refused",
 			target: "/odata/s/People",
 			hdr:    http.Header{"Accept-Encoding": {"gzip;q=0, identity"}},
@@ -945,5 +965,23 @@ func TestRelayHeadAndVersionTwin(t *testing.T) {
 	}
 	if res.Header.Get("Content-Length") == "1234" {
 		t.Errorf("HEAD kept the upstream Content-Length of a body the relay would rewrite")
+	}
+}
+
+func TestRelayXForwardedOnlyAsConfigured(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) { writeJSON(w, `{}`) })
+		b := newBridge(t, Source{URL: u.base()}, Options{XForwarded: on}, nil)
+		hdr := http.Header{"X-Forwarded-For": {"203.0.113.9"}, "Forwarded": {"for=203.0.113.9"}}
+		if _, _, err := b.do(t, "GET", "/odata/s/People", hdr, nil); err != nil {
+			t.Fatal(err)
+		}
+		got := u.last().Header
+		if got.Get("Forwarded") != "" || strings.Contains(got.Get("X-Forwarded-For"), "203.0.113.9") {
+			t.Errorf("XForwarded=%v: the caller's forwarding headers went upstream: %v", on, got)
+		}
+		if has := got.Get("X-Forwarded-For") != "" && got.Get("X-Forwarded-Host") != ""; has != on {
+			t.Errorf("XForwarded=%v: X-Forwarded-For %q, X-Forwarded-Host %q", on, got.Get("X-Forwarded-For"), got.Get("X-Forwarded-Host"))
+		}
 	}
 }
