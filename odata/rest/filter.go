@@ -14,8 +14,8 @@ import (
 
 // This file holds a small recursive-descent parser of the $filter subset the
 // service evaluates, following the OData ABNF (OData v4.01 Part 2 §5.1.1 and
-// odata-abnf-construction-rules): boolCommonExpr with eq ne gt ge lt le, and,
-// or, not, parentheses, literals, properties and a handful of functions.
+// odata-abnf-construction-rules): boolCommonExpr with eq ne gt ge lt le, in,
+// and, or, not, parentheses, literals, properties and a handful of functions.
 // Every other construct is recognised far enough to name it in a 501.
 
 // kind is the evaluation type of an expression.
@@ -252,6 +252,21 @@ func (e callExpr) eval(r row) any {
 			end = clamp(start+max(vals[2].(int64), 0), int64(len(runes)))
 		}
 		return string(runes[start:end])
+	case "round", "floor", "ceiling":
+		f, ok := vals[0].(float64)
+		if !ok {
+			f = float64(vals[0].(int64))
+		}
+		switch e.fn {
+		case "round":
+			return math.Round(f) // OData: midpoint away from zero
+		case "floor":
+			return math.Floor(f)
+		}
+		return math.Ceil(f)
+	case "date":
+		t := vals[0].(time.Time)
+		return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	case "year":
 		return int64(vals[0].(time.Time).Year())
 	case "month":
@@ -288,6 +303,10 @@ var funcSig = map[string]struct {
 	"trim":       {[]kind{kString}, 0, kString},
 	"concat":     {[]kind{kString, kString}, 0, kString},
 	"substring":  {[]kind{kString, kInt, kInt}, 1, kString},
+	"round":      {[]kind{kFloat}, 0, kFloat},
+	"floor":      {[]kind{kFloat}, 0, kFloat},
+	"ceiling":    {[]kind{kFloat}, 0, kFloat},
+	"date":       {[]kind{kTime}, 0, kTime},
 	"year":       {[]kind{kTime}, 0, kInt},
 	"month":      {[]kind{kTime}, 0, kInt},
 	"day":        {[]kind{kTime}, 0, kInt},
@@ -300,15 +319,16 @@ var funcSig = map[string]struct {
 // advertised in the Capabilities.FilterFunctions annotation.
 var filterFunctions = []string{
 	"contains", "startswith", "endswith", "indexof", "length", "tolower", "toupper",
-	"trim", "concat", "substring", "year", "month", "day", "hour", "minute", "second",
+	"trim", "concat", "substring", "round", "floor", "ceiling", "date", "year", "month",
+	"day", "hour", "minute", "second",
 }
 
 // knownUnsupported are OData functions and operators recognised only to be
 // named in a 501.
 var knownUnsupported = map[string]bool{
-	"fractionalseconds": true, "totaloffsetminutes": true, "date": true, "time": true,
+	"fractionalseconds": true, "totaloffsetminutes": true, "time": true,
 	"now": true, "maxdatetime": true, "mindatetime": true, "totalseconds": true,
-	"round": true, "floor": true, "ceiling": true, "isof": true, "cast": true,
+	"isof": true, "cast": true,
 	"matchespattern": true, "case": true, "hassubset": true, "hassubsequence": true,
 	"geo.distance": true, "geo.intersects": true, "geo.length": true,
 }
@@ -507,7 +527,7 @@ func (p *filterParser) unexpected(t token) error {
 		switch {
 		case arithmeticOps[t.s]:
 			return unsupportedFilter("the arithmetic operator %s", t.s)
-		case t.s == "has" || t.s == "in":
+		case t.s == "has":
 			return unsupportedFilter("the %s operator", t.s)
 		}
 	}
@@ -606,7 +626,15 @@ func (p *filterParser) parseComparison() (expr, error) {
 		}
 		switch {
 		case comparisonOps[t.s]:
-		case arithmeticOps[t.s], t.s == "has", t.s == "in":
+		case t.s == "in":
+			p.next()
+			in, err := p.parseIn(t, l)
+			if err != nil {
+				return nil, err
+			}
+			l = in
+			continue
+		case arithmeticOps[t.s], t.s == "has":
 			return nil, p.unexpected(t)
 		default:
 			return l, nil
@@ -620,6 +648,41 @@ func (p *filterParser) parseComparison() (expr, error) {
 			return nil, err
 		}
 		l = cmpExpr{op: t.s, l: l, r: r}
+	}
+}
+
+// parseIn reads the list of "x in (a, b, …)" (OData 4.01 Part 2 §5.1.1.1.12)
+// and binds it as x eq a or x eq b or ….
+func (p *filterParser) parseIn(t token, l expr) (expr, error) {
+	if o := p.next(); o.k != tLParen {
+		if o.k == tAlias {
+			return nil, unsupportedFilter("the parameter alias %s", o.s)
+		}
+		return nil, badFilter(o.pos, "in needs a parenthesized list, such as in ('a','b')")
+	}
+	var out expr
+	for {
+		item, err := p.parsePrimary()
+		if err != nil {
+			return nil, err
+		}
+		if err := checkComparable(t, l, item); err != nil {
+			return nil, err
+		}
+		var eq expr = cmpExpr{op: "eq", l: l, r: item}
+		if out == nil {
+			out = eq
+		} else {
+			out = logicExpr{and: false, l: out, r: eq}
+		}
+		switch c := p.next(); c.k {
+		case tComma:
+			continue
+		case tRParen:
+			return out, nil
+		default:
+			return nil, p.unexpected(c)
+		}
 	}
 }
 
@@ -753,7 +816,8 @@ func (p *filterParser) parseCall(t token) (expr, error) {
 		return nil, badFilter(t.pos, "%s takes %d argument(s), got %d", t.s, len(sig.args), len(args))
 	}
 	for i, a := range args {
-		if k := a.kind(); k != kNull && k != sig.args[i] {
+		// Integers promote to Edm.Double where a function takes a number.
+		if k := a.kind(); k != kNull && k != sig.args[i] && !(k == kInt && sig.args[i] == kFloat) {
 			return nil, badFilter(t.pos, "argument %d of %s must be %s, got %s", i+1, t.s, sig.args[i], describe(a))
 		}
 	}
