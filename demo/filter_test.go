@@ -3,6 +3,7 @@ package demo
 import (
 	"bufio"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -196,6 +197,38 @@ func FuzzParseFilter(f *testing.F) {
 				if _, ok := e.eval(r).(bool); !ok {
 					t.Fatalf("$filter=%q is not a predicate on %s", s, set.name)
 				}
+			}
+		}
+	})
+}
+
+// FuzzParseQuery checks the whole system-query-option parser: any query
+// string either fails with errBadQuery or errNotImplemented, or yields a
+// window within the set.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range filterSeeds(f) {
+		f.Add("$filter=" + url.QueryEscape(s) + "&$top=10")
+	}
+	for _, s := range []string{
+		"", "$top=5&$skip=3", "$orderby=Amount%20desc,OrderID&$select=OrderID,Amount",
+		"$count=true&$skiptoken=1000", "$inlinecount=allpages", "$select=*", "$expand=X", "$format=json",
+		"$top=1&$top=2", "%zz", "$orderby=Amount%20sideways", "$select=,", "custom=1&$skip=99999999",
+	} {
+		f.Add(s)
+	}
+	orders := generated().set("Orders")
+	f.Fuzz(func(t *testing.T, raw string) {
+		for _, proto := range []protocol{v3, v4} {
+			qq, err := parseQuery(raw, orders, proto)
+			if err != nil {
+				if !errors.Is(err, errBadQuery) && !errors.Is(err, errNotImplemented) {
+					t.Fatalf("parseQuery(%q) = %v, want errBadQuery or errNotImplemented", raw, err)
+				}
+				continue
+			}
+			rows, matched := qq.window(orders)
+			if len(rows) > matched || matched > len(orders.rows) {
+				t.Fatalf("parseQuery(%q): window of %d rows from %d matches of %d", raw, len(rows), matched, len(orders.rows))
 			}
 		}
 	})
