@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	_ "embed"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"net/url"
@@ -146,6 +145,8 @@ func checkText(s string) error {
 		return errors.New("is not valid UTF-8")
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return errors.New("contains a control character")
+	case strings.IndexFunc(s, func(r rune) bool { return unicode.Is(unicode.Noncharacter_Code_Point, r) }) >= 0:
+		return errors.New("contains a Unicode noncharacter") // XML 1.0 cannot carry U+FFFE or U+FFFF
 	}
 	return nil
 }
@@ -247,12 +248,14 @@ func (c Connector) Resx() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// xmlText escapes s for XML character data and attribute values.
-func xmlText(s string) string {
-	var b strings.Builder
-	_ = xml.EscapeText(&b, []byte(s)) // a strings.Builder never fails
-	return b.String()
-}
+// xmlEscaper escapes text for XML and HTML character data and quoted
+// attribute values, with the named entities Office writes. A carriage return
+// is a character reference, so that XML's line-end normalisation keeps it.
+var xmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "\r", "&#13;")
+
+// xmlText escapes s for XML character data and attribute values. Callers
+// have already refused the control characters XML 1.0 cannot carry.
+func xmlText(s string) string { return xmlEscaper.Replace(s) }
 
 // MezName is the file name of the packed connector, e.g. "ODataBridge.mez";
 // Power BI Desktop loads it from Documents\Power BI Desktop\Custom Connectors.

@@ -221,3 +221,39 @@ func TestODCRejects(t *testing.T) {
 		}
 	}
 }
+
+// FuzzODC checks that every accepted name, title and URL gives a
+// well-formed .odc whose mashup carries them back unchanged.
+func FuzzODC(f *testing.F) {
+	for _, set := range fuzzSeeds(f) {
+		f.Add(set, set, "https://bridge.example.com/odata/k2/")
+	}
+	f.Add("k2", "K2", "http://127.0.0.1:8080/b/odata/x/?$format=json&a=]]>")
+	f.Fuzz(func(t *testing.T, name, title, feed string) {
+		b, err := ODC(name, title, feed)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidFeed) {
+				t.Fatalf("ODC error %v is not ErrInvalidFeed", err)
+			}
+			return
+		}
+		var doc odcDoc
+		dec := xml.NewDecoder(bytes.NewReader(b))
+		dec.Strict = true
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("ODC(%q, %q, %q) is not well-formed: %v", name, title, feed, err)
+		}
+		var m mashupDoc
+		for _, x := range doc.Head.XML {
+			if x.Conn == nil {
+				continue
+			}
+			if err := xml.Unmarshal([]byte(x.Conn.Mashup), &m); err != nil {
+				t.Fatalf("mashup of ODC(%q, %q, %q): %v", name, title, feed, err)
+			}
+		}
+		if len(m.Queries) != 1 || m.Queries[0].Name != name || !strings.Contains(m.Queries[0].Formula, "OData.Feed("+quoteM(feed)+")") {
+			t.Fatalf("ODC(%q, %q, %q) mashup = %+v", name, title, feed, m)
+		}
+	})
+}

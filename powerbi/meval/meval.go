@@ -93,6 +93,7 @@ type Error struct {
 	Detail          Value
 }
 
+// Error formats the reason and message, as Power Query shows an error.
 func (e *Error) Error() string {
 	if e.Message == "" {
 		return "M error: " + e.Reason
