@@ -5,17 +5,26 @@ import (
 	"slices"
 )
 
-// PresetK2Workflow names the mapping of K2's Workflow REST API (api/workflow/v1).
-const PresetK2Workflow = "k2-workflow"
+// Names of the built-in mappings.
+const (
+	// PresetK2Workflow maps K2's Workflow REST API (api/workflow/v1), with
+	// instances read from GET instances.
+	PresetK2Workflow = "k2-workflow"
+	// PresetK2WorkflowPerWorkflow is PresetK2Workflow with instances read
+	// per workflow from GET workflows/{id}/instances.
+	PresetK2WorkflowPerWorkflow = "k2-workflow-instances-per-workflow"
+)
 
 // Presets lists the names Preset accepts.
-func Presets() []string { return []string{PresetK2Workflow} }
+func Presets() []string { return []string{PresetK2Workflow, PresetK2WorkflowPerWorkflow} }
 
 // Preset returns a fresh copy of a named mapping, ready for New.
 func Preset(name string) ([]EntitySet, error) {
 	switch name {
 	case PresetK2Workflow:
 		return k2Workflow(), nil
+	case PresetK2WorkflowPerWorkflow:
+		return K2WorkflowInstancesPerWorkflow(k2Workflow()), nil
 	}
 	return nil, fmt.Errorf("%w: unknown preset %q (known: %v)", ErrMapping, name, Presets())
 }

@@ -581,7 +581,7 @@ func TestInstances(t *testing.T) {
 		t.Errorf("Instances: got count %d, first %v", *f.Count, f.Value[0])
 	}
 	// The same entity set read per workflow at workflows/{id}/instances.
-	s = newTestService(t, u, func(src *Source) { src.EntitySets = K2WorkflowInstancesPerWorkflow(src.EntitySets) })
+	s = newTestService(t, u, func(src *Source) { src.EntitySets, _ = Preset(PresetK2WorkflowPerWorkflow) })
 	f = decodeFeed(t, get(t, s, target("Instances", "$orderby", "id", "$select", "id,workflowId,workflowName,workflowDisplayName,workflowCategory"), "alice", &bearer{token: "alice"}))
 	var got []string
 	for _, v := range f.Value {
