@@ -1,7 +1,9 @@
 package rest
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -805,5 +807,67 @@ func TestUpstreamIgnoresPaging(t *testing.T) {
 	w := get(t, s, "Tasks", "alice", &bearer{token: "alice"})
 	if w.Code != http.StatusBadGateway || !strings.Contains(errorMessage(t, w), "sent 53 rows for a page of 10") {
 		t.Errorf("got %d %s, want 502 naming the page size", w.Code, w.Body)
+	}
+}
+
+func TestSkipTokenFromAnotherSecret(t *testing.T) {
+	u := newK2Upstream(t)
+	a := newTestService(t, u, func(src *Source) { src.PageSize = 5 })
+	sets, _ := Preset(PresetK2Workflow)
+	b, err := New(Source{Name: "workflow", URL: u.srv.URL + upstreamBase, PublicBase: publicBase, EntitySets: sets, PageSize: 5},
+		Options{Client: u.srv.Client(), Secret: []byte("another-secret"), ErrorHandler: testErrorHandler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := decodeFeed(t, get(t, a, "Tasks", "alice", &bearer{token: "alice"}))
+	if w := get(t, b, f.NextLink, "alice", &bearer{token: "alice"}); w.Code != http.StatusBadRequest {
+		t.Errorf("a next link signed with another secret: status %d, want 400", w.Code)
+	}
+}
+
+func TestUpstreamTimeout(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // never answers before the client gives up
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() { close(release) })
+	sets, _ := Preset(PresetK2Workflow)
+	client := up.Client()
+	client.Timeout = 20 * time.Millisecond
+	s, err := New(Source{Name: "workflow", URL: up.URL + "/", EntitySets: sets}, Options{Client: client, ErrorHandler: testErrorHandler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := get(t, s, "Tasks", "alice", nil); w.Code != http.StatusGatewayTimeout {
+		t.Errorf("status %d, want 504; body %s", w.Code, w.Body)
+	}
+}
+
+// failingAuth is an Authorizer whose token store is down.
+type failingAuth struct{}
+
+var errStoreDown = errors.New("token store unavailable")
+
+func (failingAuth) Authorize(context.Context, *http.Request, bool) error { return errStoreDown }
+
+func TestAuthorizerErrorIsHandedOn(t *testing.T) {
+	u := newK2Upstream(t)
+	var got error
+	sets, _ := Preset(PresetK2Workflow)
+	s, err := New(Source{Name: "workflow", URL: u.srv.URL + upstreamBase, EntitySets: sets},
+		Options{ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { got = err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get(t, s, "Tasks", "alice", failingAuth{})
+	if !errors.Is(got, errStoreDown) {
+		t.Errorf("ErrorHandler got %v, want the Authorizer's error", got)
+	}
+	if u.calls.Load() != 0 {
+		t.Errorf("the upstream was called without credentials")
 	}
 }
