@@ -31,7 +31,8 @@ type Rewriter struct {
 	maxLen int
 
 	pend []byte  // held-back tail, len < maxLen
-	out  *[]byte // pooled output buffer
+	outp *[]byte // pooled output buffer, between begin and end
+	out  []byte  // *outp, as filled so far
 	err  error
 }
 
@@ -171,51 +172,56 @@ func (rw *Rewriter) passthrough(p []byte) (int, error) {
 }
 
 func (rw *Rewriter) begin() {
-	if rw.out == nil {
-		rw.out = outBufPool.Get().(*[]byte)
+	if rw.outp == nil {
+		rw.outp = outBufPool.Get().(*[]byte)
+		rw.out = (*rw.outp)[:0]
 	}
 }
 
 // end writes the output buffer downstream and returns it to the pool, so an idle
 // Rewriter holds no more than its tail.
 func (rw *Rewriter) end() error {
-	if rw.out == nil {
+	if rw.outp == nil {
 		return rw.err
 	}
-	b := *rw.out
-	if len(b) > 0 && rw.err == nil {
-		if _, err := rw.dst.Write(b); err != nil {
+	if len(rw.out) > 0 && rw.err == nil {
+		if _, err := rw.dst.Write(rw.out); err != nil {
 			rw.err = err
 		}
 	}
-	*rw.out = b[:0]
-	outBufPool.Put(rw.out)
-	rw.out = nil
+	*rw.outp = rw.out[:0]
+	outBufPool.Put(rw.outp)
+	rw.outp, rw.out = nil, nil
 	return rw.err
 }
 
+// emit appends b to the output buffer; the common case is small enough to inline.
 func (rw *Rewriter) emit(b []byte) {
-	if rw.err != nil || len(b) == 0 {
+	if len(rw.out)+len(b) <= cap(rw.out) {
+		rw.out = append(rw.out, b...)
 		return
 	}
-	o := *rw.out
-	if len(o)+len(b) > cap(o) {
-		if len(o) > 0 {
-			if _, err := rw.dst.Write(o); err != nil {
-				rw.err = err
-				return
-			}
-			o = o[:0]
-		}
-		if len(b) >= cap(o)/2 {
-			*rw.out = o
-			if _, err := rw.dst.Write(b); err != nil {
-				rw.err = err
-			}
+	rw.emitSlow(b)
+}
+
+func (rw *Rewriter) emitSlow(b []byte) {
+	if rw.err != nil {
+		return
+	}
+	if len(rw.out) > 0 {
+		if _, err := rw.dst.Write(rw.out); err != nil {
+			rw.err = err
 			return
 		}
+		rw.out = rw.out[:0]
 	}
-	*rw.out = append(o, b...)
+	if len(b) >= cap(rw.out)/2 {
+		if _, err := rw.dst.Write(b); err != nil {
+			rw.err = err
+		}
+		return
+	}
+	rw.out = append(rw.out, b...)
 }
 
 // scan emits data[:c] rewritten and returns c. Only bases starting before limit are
@@ -312,7 +318,8 @@ func (rw *Rewriter) find(data []byte, i, limit int) (int, int) {
 		}
 		rest := data[best:]
 		for _, pi := range rw.groups[bg].pats {
-			if bytes.HasPrefix(rest, rw.pats[pi].from) {
+			f := rw.pats[pi].from
+			if len(rest) >= len(f) && rest[len(f)-1] == f[len(f)-1] && bytes.Equal(rest[:len(f)], f) {
 				return best, pi
 			}
 		}
