@@ -34,7 +34,15 @@ func (s *odataService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch {
 	case rest == "":
-		err = s.serviceDocument(w)
+		format, ferr := parseFormat(r.URL.Query().Get("$format"), s.proto)
+		switch {
+		case r.URL.Query().Get("$format") != "" && ferr != nil:
+			err = ferr
+		case s.proto == v3 && wantsAtom(r, format):
+			s.atomServiceDocument(w)
+		default:
+			err = s.serviceDocument(w)
+		}
 	case rest == "$metadata":
 		s.metadata(w)
 	default:
@@ -123,7 +131,7 @@ func (s *odataService) resource(w http.ResponseWriter, r *http.Request, rest str
 	}
 	switch {
 	case key != "" && suffix == "":
-		return s.entity(w, set, key, q)
+		return s.entity(w, r, set, key, q)
 	case key == "" && suffix == "$count":
 		_, matched := q.window(set)
 		s.versionHeaders(w.Header())
@@ -137,7 +145,7 @@ func (s *odataService) resource(w http.ResponseWriter, r *http.Request, rest str
 }
 
 // entity serves Set(key) and Set(KeyName=key).
-func (s *odataService) entity(w http.ResponseWriter, set *entitySet, key string, q query) error {
+func (s *odataService) entity(w http.ResponseWriter, r *http.Request, set *entitySet, key string, q query) error {
 	if k, v, ok := strings.Cut(key, "="); ok {
 		if k != set.props[0].name {
 			return fmt.Errorf("%w: %q is not the key of %s", errBadQuery, k, set.name)
@@ -151,6 +159,10 @@ func (s *odataService) entity(w http.ResponseWriter, set *entitySet, key string,
 	i, ok := set.byKey[id]
 	if !ok {
 		return fmt.Errorf("%w: %s(%d) does not exist", errNotFound, set.name, id)
+	}
+	if s.proto == v3 && wantsAtom(r, q.format) {
+		s.atomEntity(w, set, set.rows[i], q.selectIdx)
+		return nil
 	}
 	var ctx string
 	switch {
@@ -188,6 +200,10 @@ func (s *odataService) collection(w http.ResponseWriter, r *http.Request, set *e
 	}
 	from := min(q.skipToken, len(rows))
 	to := min(from+page, len(rows))
+	if s.proto == v3 && wantsAtom(r, q.format) {
+		s.atomFeed(w, r, set, q, rows, matched, from, to)
+		return nil
+	}
 
 	ctx := s.root + "$metadata#" + set.name
 	if q.selectList != "" {

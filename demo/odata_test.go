@@ -460,7 +460,7 @@ func TestQueryOptions(t *testing.T) {
 		{"repeated option", "Orders", "$top=1&$top=2", "", 400, nil},
 		{"unknown option", "Orders", "$search=x", "", 400, nil},
 		{"expand", "Orders", "$expand=Customer", "", 501, nil},
-		{"atom", "Orders", "$format=atom", "", 501, nil},
+		{"unknown format", "Orders", "$format=csv", "", 501, nil},
 		{"v3 option in v4", "Orders", "$inlinecount=allpages", "$count=true", 400, nil},
 	}
 	for _, svc := range services() {

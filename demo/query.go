@@ -41,6 +41,7 @@ type query struct {
 	skip       int
 	count      bool
 	skipToken  int
+	format     string // "json", "atom" (v3 only) or "" for content negotiation
 }
 
 // parseQuery reads the system query options of a request on set.
@@ -101,8 +102,8 @@ func parseQuery(raw string, set *entitySet, proto protocol) (query, error) {
 				return q, fmt.Errorf("%w: $inlinecount must be allpages or none", errBadQuery)
 			}
 		case name == "$format":
-			if v != "json" && !strings.HasPrefix(v, "application/json") {
-				return q, fmt.Errorf("%w: only JSON is served", errNotImplemented)
+			if q.format, err = parseFormat(v, proto); err != nil {
+				return q, err
 			}
 		case name == "$expand":
 			return q, fmt.Errorf("%w: $expand is not supported, the model has no navigation properties", errNotImplemented)
@@ -111,6 +112,17 @@ func parseQuery(raw string, set *entitySet, proto protocol) (query, error) {
 		}
 	}
 	return q, nil
+}
+
+// parseFormat reads $format: JSON for both versions, Atom for v3 only.
+func parseFormat(v string, proto protocol) (string, error) {
+	switch {
+	case v == "json" || strings.HasPrefix(v, "application/json"):
+		return "json", nil
+	case proto == v3 && (v == "atom" || v == "xml" || strings.HasPrefix(v, "application/atom+xml") || strings.HasPrefix(v, "application/xml")):
+		return "atom", nil
+	}
+	return "", fmt.Errorf("%w: $format=%s is not served here", errNotImplemented, v)
 }
 
 // parseCount reads a non-negative integer option.
