@@ -22,6 +22,7 @@ type query struct {
 	skip      int
 	count     bool
 	skipToken string
+	token     skipToken // the verified $skiptoken
 }
 
 type orderKey struct {

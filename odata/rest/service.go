@@ -161,6 +161,12 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user strin
 	if err != nil {
 		return err
 	}
+	if q.skipToken != "" {
+		// Checked before the upstream is called: a forged token costs nothing upstream.
+		if q.token, err = s.verifySkipToken(q.skipToken, q.fingerprint(res.set.Name)); err != nil {
+			return err
+		}
+	}
 	// The upstream is read before any byte is written, so every failure
 	// still reaches the error handler.
 	rows, err := s.list(r.Context(), res.set, user, auth)
@@ -186,12 +192,18 @@ type resource struct {
 
 // resolve parses an escaped resource path: Set, Set/$count, Set(key) or Set(Key=key).
 func (s *Service) resolve(path string) (resource, error) {
-	seg, rest, _ := strings.Cut(path, "/")
-	namePart, keyPart, hasKey := strings.Cut(seg, "(")
-	name, err := url.PathUnescape(namePart)
+	// Split on the escaped path, so a key holding %2F stays one segment;
+	// unescape each part exactly once.
+	escSeg, escRest, _ := strings.Cut(path, "/")
+	seg, err := url.PathUnescape(escSeg)
 	if err != nil {
 		return resource{}, fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
 	}
+	rest, err := url.PathUnescape(escRest)
+	if err != nil {
+		return resource{}, fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
+	}
+	name, keyPart, hasKey := strings.Cut(seg, "(")
 	es, ok := s.lookupSet(name)
 	if !ok {
 		if strings.HasPrefix(name, "$") {
@@ -204,10 +216,6 @@ func (s *Service) resolve(path string) (resource, error) {
 		inner, ok := strings.CutSuffix(keyPart, ")")
 		if !ok {
 			return resource{}, fmt.Errorf("%w: the key of %s is not closed with )", odata.ErrBadRequest, es.Name)
-		}
-		inner, err = url.PathUnescape(inner)
-		if err != nil {
-			return resource{}, fmt.Errorf("%w: the key is not correctly escaped", odata.ErrBadRequest)
 		}
 		if res.key, err = es.parseKey(inner); err != nil {
 			return resource{}, err

@@ -190,6 +190,9 @@ func TestSkipTokenTampered(t *testing.T) {
 			t.Errorf("%s: message %q does not name the $skiptoken", tt.name, msg)
 		}
 	}
+	if got := u.calls.Load(); got != 1 {
+		t.Errorf("upstream calls: got %d, want 1 (forged tokens are refused before the upstream)", got)
+	}
 	// The untouched link still works.
 	if w := get(t, s, f.NextLink, "alice", auth); w.Code != http.StatusOK {
 		t.Errorf("untouched nextLink: status %d, want 200", w.Code)
@@ -304,6 +307,7 @@ func TestEntityByKey(t *testing.T) {
 		{"Tasks('alice_7')", 200, "alice_7"},
 		{"Tasks(serialNumber='alice_7')", 200, "alice_7"},
 		{"Tasks(%27alice_7%27)", 200, "alice_7"},
+		{"Tasks%28%27alice_7%27%29", 200, "alice_7"},
 		{"Tasks('alice_7')?$select=status", 200, nil},
 		{"Workflows(2)", 200, float64(2)},
 		{"Workflows(id=2)", 200, float64(2)},
@@ -332,7 +336,8 @@ func TestEntityByKey(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil {
 			t.Fatal(err)
 		}
-		set, _, _ := strings.Cut(tt.path, "(")
+		unescaped, _ := url.PathUnescape(tt.path)
+		set, _, _ := strings.Cut(unescaped, "(")
 		keyName := s.byName[set].Key
 		if e[keyName] != tt.key {
 			t.Errorf("%s: key %v, want %v", tt.path, e[keyName], tt.key)

@@ -111,16 +111,11 @@ func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path s
 	if pref > 0 {
 		pageSize = min(pref, s.pageSize)
 	}
-	fp := q.fingerprint(es.Name)
 	offset := 0
-	if q.skipToken != "" {
-		tok, err := s.verifySkipToken(q.skipToken, fp)
-		if err != nil {
-			return err
-		}
-		offset = tok.offset
+	if q.skipToken != "" { // verified by serve
+		offset = q.token.offset
 		if pref == 0 {
-			pageSize = min(tok.pageSize, s.pageSize)
+			pageSize = min(q.token.pageSize, s.pageSize)
 		}
 	}
 	from := min(start+offset, end)
@@ -145,7 +140,7 @@ func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path s
 	}
 	b = append(b, ']')
 	if to < end {
-		tok := s.signSkipToken(skipToken{offset: to - start, pageSize: pageSize}, fp)
+		tok := s.signSkipToken(skipToken{offset: to - start, pageSize: pageSize}, q.fingerprint(es.Name))
 		b = append(b, `,"@odata.nextLink":`...)
 		b = appendJSONString(b, root+url.PathEscape(es.Name)+"?"+nextQuery(r.URL.RawQuery, tok))
 	}
