@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/odata-bridge/bridge/odata/rest"
+	"github.com/odata-bridge/bridge/tokencache"
 )
 
 // The configuration is DESIGN §5: one YAML file (--config or BRIDGE_CONFIG), then BRIDGE_*
@@ -770,7 +770,7 @@ func (c *Config) crossFieldProblems() []Problem {
 	}
 	seenKey := map[string]bool{}
 	for i, k := range c.EncryptionKeys {
-		id, _, err := parseEncryptionKey(k)
+		id, err := parseEncryptionKey(k)
 		if err != nil {
 			continue // reported by the validator
 		}
@@ -860,26 +860,19 @@ func (c *Config) crossFieldProblems() []Problem {
 }
 
 var (
-	encryptionKeyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	encryptionKeyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
 	sourceNamePattern      = regexp.MustCompile(`^[a-z0-9-]+$`)
 	paramNamePattern       = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 )
 
-// parseEncryptionKey splits "ID:base64" into the key ID and the 32-byte AES-256 key.
-// Its errors never contain the key.
-func parseEncryptionKey(s string) (id string, key []byte, err error) {
-	id, b64, ok := strings.Cut(s, ":")
-	if !ok || !encryptionKeyIDPattern.MatchString(id) {
-		return "", nil, errors.New("encryption key: want ID:base64")
-	}
-	key, err = base64.StdEncoding.DecodeString(b64)
+// parseEncryptionKey returns the ID of an "ID:base64" key. It is tokencache.ParseKey, the
+// parser the token store uses, so validation and start-up agree; its errors never contain the key.
+func parseEncryptionKey(s string) (id string, err error) {
+	k, err := tokencache.ParseKey(s)
 	if err != nil {
-		key, err = base64.RawStdEncoding.DecodeString(b64)
+		return "", err
 	}
-	if err != nil || len(key) != 32 {
-		return "", nil, errors.New("encryption key: want base64 of exactly 32 bytes")
-	}
-	return id, key, nil
+	return k.ID, nil
 }
 
 // configValidator is built once: a validator caches struct metadata and is safe for concurrent use.
@@ -897,7 +890,7 @@ var configValidator = sync.OnceValue(func() *validator.Validate {
 		"abs_uri":        str(isAbsURI),
 		"redirect_uri":   str(isRedirectURI),
 		"redis_url":      str(isRedisURL),
-		"encryption_key": str(func(s string) bool { _, _, err := parseEncryptionKey(s); return err == nil }),
+		"encryption_key": str(func(s string) bool { _, err := parseEncryptionKey(s); return err == nil }),
 		"scope":          str(isScopeToken),
 		"source_name":    str(sourceNamePattern.MatchString),
 		"param_name":     str(paramNamePattern.MatchString),
