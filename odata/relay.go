@@ -266,13 +266,14 @@ type call struct {
 	replayable bool
 
 	// Set by modifyResponse.
-	status   int
-	body     io.Writer // where the proxy's body writes go
-	rewriter *Rewriter
-	gz       *gzipWriter
-	tee      *capBuffer
-	cacheKey string
-	out      countWriter
+	status    int
+	body      io.Writer // where the proxy's body writes go
+	rewriter  *Rewriter
+	gz        *gzipWriter
+	tee       *capBuffer
+	teeHeader http.Header // the upstream's headers, after the policy, for the cache
+	cacheKey  string
+	out       countWriter
 }
 
 // maxReplayBody bounds the $batch request body kept for the retry after an upstream 401.

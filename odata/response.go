@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,8 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 	}
 	if c.cacheKey != "" && res.StatusCode == http.StatusOK {
 		c.tee = &capBuffer{next: sink, limit: maxCachedMetadata}
+		c.teeHeader = h.Clone()
+		c.teeHeader.Del("Content-Encoding")
 		sink = c.tee
 	}
 	c.rewriter = c.st.rewriter.clone(sink)
@@ -171,10 +174,7 @@ func (c *call) finish() error {
 		c.gz = nil
 	}
 	if c.tee != nil && err == nil && !c.tee.over && c.status == http.StatusOK {
-		hdr := c.w.Header().Clone()
-		hdr.Del("Content-Encoding")
-		hdr.Del("Content-Length")
-		c.st.cache.put(c.cacheKey, &metaEntry{header: hdr, body: c.tee.buf})
+		c.st.cache.put(c.cacheKey, &metaEntry{header: c.teeHeader, body: c.tee.buf})
 	}
 	c.rl.metrics.sent(c.st.src.Name, c.out.n)
 	return err
@@ -200,7 +200,7 @@ func (c *call) serveCached(e *metaEntry) {
 	h := c.w.Header()
 	delete(h, "Odata-Version")
 	for k, v := range e.header {
-		h[k] = v
+		h[k] = slices.Clone(v)
 	}
 	if c.gzipOK {
 		h.Set("Content-Encoding", "gzip")
