@@ -49,6 +49,9 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 	addVary(h, "Accept-Encoding")
 	res.ContentLength = -1
 	if !bodyAllowed(c.in.Method, res.StatusCode) {
+		if c.in.Method == http.MethodHead && c.gzipOK && bodyAllowed(http.MethodGet, res.StatusCode) {
+			h.Set("Content-Encoding", "gzip") // RFC 9110 §9.3.2: the headers a GET would get
+		}
 		return nil
 	}
 	if h.Get("Content-Encoding") == "gzip" {
