@@ -50,6 +50,9 @@ type Options struct {
 	// RedirectURIs are exact redirect URIs accepted besides
 	// http://{loopback}:{any port}/oauth/callback; zero: none.
 	RedirectURIs []string
+	// Compress makes the upstreams gzip responses for clients that accept
+	// it, as IIS does in front of K2; zero: never compress.
+	Compress bool
 }
 
 // World is a running demo world: the identity provider and the upstreams.
@@ -189,8 +192,12 @@ func Start(ctx context.Context, opts Options) (*World, error) {
 	mux.HandleFunc("/", func(rw http.ResponseWriter, _ *http.Request) {
 		writeMessage(rw, http.StatusNotFound, "No resource was found that matches the request URI.")
 	})
+	var handler http.Handler = mux
+	if opts.Compress {
+		handler = gzipResponses(handler)
+	}
 	w.upstream = &http.Server{
-		Handler:           logRequests(opts.Logger, mux),
+		Handler:           logRequests(opts.Logger, handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
