@@ -92,21 +92,42 @@ func (c *entitySet) propIndex(name string) (int, bool) {
 // list returns every upstream row of a set for one user, from the per-user
 // cache when it is on.
 func (s *Service) list(ctx context.Context, es *entitySet, user string, auth Authorizer) ([]row, error) {
+	if !s.cache.enabled(user) {
+		return s.fetchSet(ctx, es, user, auth)
+	}
 	if rows, ok := s.cache.get(user, es.Name); ok {
 		return rows, nil
 	}
-	rows, err := s.fetchSet(ctx, es, user, auth)
-	if err != nil {
-		return nil, err
+	// Power Query sends a page and its $count at once: one user's
+	// concurrent misses share one upstream read, in the first caller's
+	// goroutine and with its credentials. Another user never shares it.
+	for {
+		v, err, _ := s.flight.Do(user+"\x00"+es.Name, func() (any, error) {
+			if rows, ok := s.cache.get(user, es.Name); ok {
+				return rows, nil
+			}
+			rows, err := s.fetchSet(ctx, es, user, auth)
+			if err != nil {
+				return nil, err
+			}
+			s.cache.put(user, es.Name, rows)
+			return rows, nil
+		})
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue // the caller that ran the read went away; this one has not
+		}
+		rows, _ := v.([]row)
+		return rows, err
 	}
-	s.log.DebugContext(ctx, "upstream list read", "source", s.src.Name, "entity_set", es.Name, "rows", len(rows))
-	s.cache.put(user, es.Name, rows)
-	return rows, nil
 }
 
 func (s *Service) fetchSet(ctx context.Context, es *entitySet, user string, auth Authorizer) ([]row, error) {
 	if es.parent == nil {
-		return s.fetchPath(ctx, es, es.Path, nil, auth, nil)
+		rows, err := s.fetchPath(ctx, es, es.Path, nil, auth, nil)
+		if err == nil {
+			s.log.DebugContext(ctx, "upstream list read", "entity_set", es.Name, "rows", len(rows))
+		}
+		return rows, err
 	}
 	parents, err := s.list(ctx, es.parent, user, auth)
 	if err != nil {
@@ -587,8 +608,13 @@ type cacheEntry struct {
 	expires time.Time
 }
 
+// enabled reports whether a user's lists are cached: never for an
+// anonymous caller (empty user), because nothing would keep two such
+// callers apart.
+func (c *listCache) enabled(user string) bool { return c.ttl > 0 && user != "" }
+
 func (c *listCache) get(user, set string) ([]row, bool) {
-	if c.ttl <= 0 || user == "" {
+	if !c.enabled(user) {
 		return nil, false
 	}
 	c.mu.Lock()
@@ -600,10 +626,9 @@ func (c *listCache) get(user, set string) ([]row, bool) {
 	return e.rows, true
 }
 
-// put stores a list; an anonymous caller (empty user) is never cached,
-// because nothing would keep two such callers apart.
+// put stores a list when caching is enabled for the user.
 func (c *listCache) put(user, set string, rows []row) {
-	if c.ttl <= 0 || user == "" {
+	if !c.enabled(user) {
 		return
 	}
 	c.mu.Lock()

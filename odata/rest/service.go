@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -64,6 +66,7 @@ type Service struct {
 	log      *slog.Logger
 	onError  func(w http.ResponseWriter, r *http.Request, err error)
 	cache    *listCache
+	flight   singleflight.Group // one upstream read per user and set at a time, when caching
 	pageSize int
 	maxRows  int
 	metadata []byte
