@@ -89,7 +89,7 @@ func (s *Server) sessionOf(ctx context.Context, cr credential) (string, error) {
 // feed key; the sign-in page's cookie is accepted where the page is served.
 func (s *Server) requireSession(c *gin.Context) {
 	sid, err := s.pageSession(c)
-	if err != nil || sid == "" {
+	if err == nil && sid == "" {
 		var cr credential
 		if cr, err = s.callerCredential(c.Request); err == nil {
 			sid, err = s.sessionOf(c.Request.Context(), cr)

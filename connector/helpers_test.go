@@ -160,7 +160,9 @@ func newBridge(t *testing.T, sources []Source) *bridge {
 		Issuer:       idp.m.Issuer(),
 		ClientID:     idp.m.ClientID,
 		ClientSecret: idp.m.ClientSecret,
-		RedirectURL:  public + "/oauth/callback",
+		// mockoidc refuses offline_access; it issues refresh tokens regardless.
+		Scopes:      []string{"openid", "profile", "email"},
+		RedirectURL: public + "/oauth/callback",
 	})
 	store, err := tokencache.New(tokencache.Options{Refresher: prov, Now: clk.Now, Logger: log})
 	if err != nil {
@@ -174,7 +176,7 @@ func newBridge(t *testing.T, sources []Source) *bridge {
 		PublicURL: public,
 		Store:     store,
 		Provider:  prov,
-		Clients:   []Client{{ID: "powerbi", RedirectURIs: []string{powerBIRedirect}}},
+		Clients:   []Client{{ID: "powerbi", RedirectURIs: []string{powerBIRedirect}}, {ID: "other", RedirectURIs: []string{powerBIRedirect}}},
 		Sources:   sources,
 		Logger:    log,
 		Now:       clk.Now,

@@ -405,7 +405,7 @@ func TestProviderFailuresAtRefresh(t *testing.T) {
 
 	t.Run("provider down keeps the session", func(t *testing.T) {
 		access, refresh := b.signIn(t)
-		b.clock.Advance(time.Hour) // the provider token needs a refresh
+		b.clock.Advance(15 * time.Minute) // the provider token (10 min) needs a refresh
 		b.idp.setFail(refreshFails(http.StatusInternalServerError, `{"error":"server_error"}`))
 		resp, _ := b.get(t, "/odata/test/x", bearer(access))
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
@@ -428,7 +428,7 @@ func TestProviderFailuresAtRefresh(t *testing.T) {
 
 	t.Run("provider timeout keeps the session", func(t *testing.T) {
 		access, _ := b.signIn(t)
-		b.clock.Advance(time.Hour)
+		b.clock.Advance(15 * time.Minute)
 		b.idp.setFail(func(w http.ResponseWriter, r *http.Request) bool {
 			hj, ok := w.(http.Hijacker)
 			if !ok {
@@ -450,7 +450,7 @@ func TestProviderFailuresAtRefresh(t *testing.T) {
 
 	t.Run("invalid_grant ends the session", func(t *testing.T) {
 		_, refresh := b.signIn(t)
-		b.clock.Advance(time.Hour)
+		b.clock.Advance(15 * time.Minute)
 		b.idp.setFail(refreshFails(http.StatusBadRequest, `{"error":"invalid_grant","error_description":"revoked"}`))
 		defer b.idp.setFail(nil)
 		r := b.postForm(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
