@@ -551,8 +551,30 @@ func (copyBufPool) Put(b []byte) { copyBufs.Put(&b) }
 // the body through the call's pipeline.
 type bodyWriter call
 
-func (b *bodyWriter) Header() http.Header  { return b.w.Header() }
-func (b *bodyWriter) WriteHeader(code int) { b.w.WriteHeader(code) }
+func (b *bodyWriter) Header() http.Header { return b.w.Header() }
+
+// WriteHeader sends the OData headers in the spelling of the spec: the proxy copied them
+// with Header.Add, which canonicalizes OData-Version to Odata-Version. Clients compare
+// case-insensitively, but some tools and tests match the spec's bytes.
+func (b *bodyWriter) WriteHeader(code int) {
+	if code >= 200 {
+		h := b.w.Header()
+		for _, k := range odataSpellings {
+			if v, ok := h[k[0]]; ok {
+				delete(h, k[0])
+				h[k[1]] = v
+			}
+		}
+	}
+	b.w.WriteHeader(code)
+}
+
+// odataSpellings maps Go's canonical header keys to the OData spec's spelling.
+var odataSpellings = [][2]string{
+	{"Odata-Version", "OData-Version"},
+	{"Odata-Entityid", "OData-EntityId"},
+	{"Dataserviceversion", "DataServiceVersion"},
+}
 
 func (b *bodyWriter) Write(p []byte) (int, error) {
 	if b.body == nil {

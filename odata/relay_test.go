@@ -985,3 +985,26 @@ func TestRelayXForwardedOnlyAsConfigured(t *testing.T) {
 		}
 	}
 }
+
+func TestRelayODataVersionSpelling(t *testing.T) {
+	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("OData-Version", "4.0") // canonicalized to Odata-Version by Go
+		w.Header().Add("OData-Version", "4.0") // and sent twice
+		writeJSON(w, `{}`)
+	})
+	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	conn, err := net.Dial("tcp", b.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /odata/s/People HTTP/1.1\r\nHost: bridge\r\nConnection: close\r\n\r\n")
+	raw, _ := io.ReadAll(conn)
+	head, _, _ := strings.Cut(string(raw), "\r\n\r\n")
+	if n := strings.Count(strings.ToLower(head), "\r\nodata-version:"); n != 1 {
+		t.Errorf("%d OData-Version lines, want 1:\n%s", n, head)
+	}
+	if !strings.Contains(head, "\r\nOData-Version: 4.0\r\n") {
+		t.Errorf("no OData-Version line in the spec's spelling:\n%s", head)
+	}
+}

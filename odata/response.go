@@ -23,11 +23,7 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 	c.st.learn(h)
 
 	// Go canonicalizes OData-Version as Odata-Version; send the spec's spelling, once.
-	for _, k := range [][2]string{
-		{"Odata-Version", "OData-Version"},
-		{"Odata-Entityid", "OData-EntityId"},
-		{"Dataserviceversion", "DataServiceVersion"},
-	} {
+	for _, k := range odataSpellings {
 		if v := h[k[0]]; len(v) > 0 {
 			delete(h, k[0])
 			h[k[1]] = v[:1]
