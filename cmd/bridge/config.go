@@ -291,11 +291,6 @@ const (
 	msgEnvGap   = "names a list entry that does not exist: entries are added in order from the next free index"
 )
 
-// flagUsage describes the configuration flags for a subcommand's --help.
-const flagUsage = `  --config FILE   YAML configuration file (default: $BRIDGE_CONFIG; none: defaults and environment only)
-  --listen ADDR   listen address, overrides listen and BRIDGE_LISTEN (default ":8080")
-`
-
 // loadConfig builds the configuration from DESIGN §5's layers, each overriding the one before:
 // defaults, the YAML file (--config, else BRIDGE_CONFIG; none is fine), BRIDGE_* environment
 // variables looked up with getenv, and the --listen flag.
