@@ -588,17 +588,19 @@ func parseUpstreamTime(s string) (time.Time, error) {
 	return time.Time{}, errors.New("not a date")
 }
 
-// maxCacheEntries bounds the per-user list cache; beyond it the oldest entries go first.
-const maxCacheEntries = 4096
-
 // listCache keeps upstream lists per user and entity set for a short time,
 // so that paging through a large result does not refetch it for every page.
-// It has no goroutine: expired entries are dropped as new ones are stored.
+// It holds at most maxRows rows in all; when a new list does not fit, the
+// entries closest to expiry go first, and a list larger than the whole
+// budget is not kept. It has no goroutine: expired entries are dropped as
+// new ones are stored.
 type listCache struct {
-	ttl time.Duration
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[cacheKey]cacheEntry
+	ttl     time.Duration
+	maxRows int
+	now     func() time.Time
+	mu      sync.Mutex
+	m       map[cacheKey]cacheEntry
+	rows    int // rows held in m
 }
 
 type cacheKey struct{ user, set string }
@@ -633,22 +635,34 @@ func (c *listCache) put(user, set string, rows []row) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	key := cacheKey{user, set}
+	c.drop(key)
+	if len(rows) > c.maxRows {
+		return
+	}
 	now := c.now()
-	if len(c.m) >= maxCacheEntries {
-		var oldest cacheKey
-		var oldestAt time.Time
-		for k, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k)
-				continue
-			}
-			if oldestAt.IsZero() || e.expires.Before(oldestAt) {
-				oldest, oldestAt = k, e.expires
-			}
-		}
-		if len(c.m) >= maxCacheEntries {
-			delete(c.m, oldest)
+	for k, e := range c.m {
+		if !now.Before(e.expires) {
+			c.drop(k)
 		}
 	}
-	c.m[cacheKey{user, set}] = cacheEntry{rows: rows, expires: now.Add(c.ttl)}
+	for c.rows+len(rows) > c.maxRows && len(c.m) > 0 {
+		var first cacheKey
+		var firstAt time.Time
+		for k, e := range c.m {
+			if firstAt.IsZero() || e.expires.Before(firstAt) {
+				first, firstAt = k, e.expires
+			}
+		}
+		c.drop(first)
+	}
+	c.m[key] = cacheEntry{rows: rows, expires: now.Add(c.ttl)}
+	c.rows += len(rows)
+}
+
+func (c *listCache) drop(k cacheKey) {
+	if e, ok := c.m[k]; ok {
+		c.rows -= len(e.rows)
+		delete(c.m, k)
+	}
 }

@@ -33,6 +33,8 @@ type Source struct {
 	MaxRows int
 	// CacheTTL keeps each user's upstream lists for paging; zero: off, every request refetches.
 	CacheTTL time.Duration
+	// CacheRows bounds the rows the cache holds for all users together; zero: 4 × MaxRows.
+	CacheRows int
 }
 
 // Authorizer sets the upstream credentials on an outgoing request (the
@@ -96,7 +98,6 @@ func New(src Source, opts Options) (*Service, error) {
 	s := &Service{
 		src: src, base: base, byName: map[string]*entitySet{},
 		client: opts.Client, secret: opts.Secret, log: opts.Logger, onError: opts.ErrorHandler,
-		cache:    &listCache{ttl: src.CacheTTL, now: time.Now, m: map[cacheKey]cacheEntry{}},
 		pageSize: src.PageSize, maxRows: src.MaxRows,
 	}
 	if s.client == nil {
@@ -115,6 +116,11 @@ func New(src Source, opts Options) (*Service, error) {
 	if s.maxRows <= 0 {
 		s.maxRows = 100000
 	}
+	cacheRows := src.CacheRows
+	if cacheRows <= 0 {
+		cacheRows = 4 * s.maxRows
+	}
+	s.cache = &listCache{ttl: src.CacheTTL, maxRows: cacheRows, now: time.Now, m: map[cacheKey]cacheEntry{}}
 	for _, es := range src.EntitySets {
 		c := compile(es)
 		s.sets = append(s.sets, c)

@@ -876,3 +876,35 @@ func TestAuthorizerErrorIsHandedOn(t *testing.T) {
 		t.Errorf("the upstream was called without credentials")
 	}
 }
+
+func TestCacheRowBudget(t *testing.T) {
+	u := newK2Upstream(t)
+	// alice's 53 tasks fit a 56-row budget; adding bob's 4 pushes alice
+	// out, and alice's return pushes bob out.
+	s := newTestService(t, u, func(src *Source) { src.CacheTTL = time.Hour; src.CacheRows = 56 })
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.cache.now = func() time.Time { return now }
+	read := func(user string) {
+		t.Helper()
+		if w := get(t, s, "Tasks", user, &bearer{token: user}); w.Code != 200 {
+			t.Fatalf("%s: status %d", user, w.Code)
+		}
+		now = now.Add(time.Second)
+	}
+	read("alice") // upstream 1, cached (53)
+	read("alice") // cached
+	read("bob")   // upstream 2; 53+4 > 56: alice goes
+	read("bob")   // cached
+	read("alice") // upstream 3; bob goes
+	if got := u.calls.Load(); got != 3 {
+		t.Errorf("upstream calls: got %d, want 3", got)
+	}
+	if s.cache.rows != 53 || len(s.cache.m) != 1 {
+		t.Errorf("cache holds %d rows in %d entries, want 53 in 1", s.cache.rows, len(s.cache.m))
+	}
+	s.cache.maxRows = 50
+	s.cache.put("carol", "Tasks", make([]row, 51))
+	if _, ok := s.cache.get("carol", "Tasks"); ok {
+		t.Error("a list larger than the budget was cached")
+	}
+}
