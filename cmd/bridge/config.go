@@ -110,7 +110,7 @@ type RedisConfig struct {
 	// URL names one Redis server (redis://, rediss:// or unix://); empty by default.
 	URL string `yaml:"url" validate:"omitempty,redis_url"`
 	// Addrs are host:port pairs: several make a Cluster, with MasterName they are Sentinels; none by default.
-	Addrs []string `yaml:"addrs" validate:"dive,hostname_port"`
+	Addrs []string `yaml:"addrs" validate:"dive,host_port"`
 	// MasterName is the Sentinel master name; empty by default.
 	MasterName string `yaml:"master_name"`
 }
@@ -880,6 +880,7 @@ var configValidator = sync.OnceValue(func() *validator.Validate {
 	for tag, fn := range map[string]validator.Func{
 		"positive":       func(fl validator.FieldLevel) bool { return fl.Field().Int() > 0 },
 		"listen_addr":    str(isListenAddr),
+		"host_port":      str(isHostPort),
 		"abs_http_url":   str(isAbsHTTPURL),
 		"plain_url":      str(isPlainURL),
 		"abs_uri":        str(isAbsURI),
@@ -926,7 +927,7 @@ func validationMessage(fe validator.FieldError) string {
 		return "must contain only letters, digits, '.', '_' and '-'"
 	case "cidr|ip":
 		return "must be a CIDR or an IP address"
-	case "hostname_port":
+	case "host_port":
 		return "must be host:port"
 	case "oneof":
 		return "must be one of: " + strings.ReplaceAll(fe.Param(), " ", ", ")
@@ -946,6 +947,16 @@ func isListenAddr(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+// isHostPort accepts "host:port" and "[v6]:port" with a port from 1 to 65535.
+func isHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }
 
 func isAbsHTTPURL(s string) bool {

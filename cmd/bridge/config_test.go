@@ -190,6 +190,11 @@ func TestBadConfigs(t *testing.T) {
 			want: "redis.addrs: must be empty when redis.url is set",
 		},
 		{
+			name: "redis addr without a port",
+			yaml: cfgBase + "redis: {addrs: [\"[::1]:6379\", \"redis-0\"]}\nencryption_keys: [\"" + cfgKey + "\"]\n",
+			want: "redis.addrs[1]: must be host:port",
+		},
+		{
 			name: "sentinel master without addrs",
 			yaml: cfgBase + "redis: {master_name: \"mymaster\"}\n",
 			want: "redis.master_name: needs redis.addrs, the Sentinel addresses",
