@@ -392,11 +392,12 @@ func (d *decoder) items() error {
 		return fmt.Errorf("%w: %s: %q is not an array", odata.ErrUpstreamUnreachable, d.es.Name, d.es.Items)
 	}
 	d.found = true
+	item := map[string]any{} // reused: convert keeps nothing of it
 	for d.dec.More() {
 		if len(d.rows) >= d.max {
 			return fmt.Errorf("%w: %s has more than %d rows upstream; raise the source's max_rows or narrow the mapping's path", ErrTooManyRows, d.es.Name, d.max)
 		}
-		var item map[string]any
+		clear(item)
 		if err := d.dec.Decode(&item); err != nil {
 			return err
 		}
