@@ -67,7 +67,7 @@ func TestSignInPageWalk(t *testing.T) {
 	shot := func(name string) chromedp.Action {
 		return chromedp.ActionFunc(func(ctx context.Context) error {
 			var buf []byte
-			if err := chromedp.FullScreenshot(&buf, 90).Do(ctx); err != nil {
+			if err := chromedp.FullScreenshot(&buf, 100).Do(ctx); err != nil {
 				return err
 			}
 			return os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644)
@@ -85,7 +85,7 @@ func TestSignInPageWalk(t *testing.T) {
 		chromedp.Text("#feed-test", &feedURL, chromedp.ByID),
 		shot("2-signed-in"),
 		chromedp.SendKeys("#key-name", "Excel on my laptop", chromedp.ByID),
-		chromedp.Submit("#create-key", chromedp.ByID),
+		chromedp.Click("#create-key-button", chromedp.ByID),
 		chromedp.WaitVisible("#new-key", chromedp.ByID),
 		chromedp.Text("#new-key-value", &key, chromedp.ByID),
 		shot("3-key-created"),
