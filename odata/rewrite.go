@@ -29,6 +29,7 @@ type Rewriter struct {
 	// with one URL scheme costs one scan whatever the number of bases.
 	groups []group
 	maxLen int
+	first  [256]uint16 // 1 + index of the group whose bases start with the byte; 0 for none
 
 	pend []byte  // held-back tail, len < maxLen
 	outp *[]byte // pooled output buffer, between begin and end
@@ -76,6 +77,7 @@ func NewRewriter(dst io.Writer, from []string, to string) *Rewriter {
 		gr := &rw.groups[g]
 		gr.anchor = gr.anchor[:commonPrefix(gr.anchor, p.from)]
 		gr.pats = append(gr.pats, i)
+		rw.first[p.from[0]] = uint16(g + 1)
 	}
 	rw.pend = make([]byte, 0, 2*rw.maxLen)
 	return rw
@@ -84,7 +86,7 @@ func NewRewriter(dst io.Writer, from []string, to string) *Rewriter {
 // clone returns a fresh Rewriter with the same bases writing to dst; the patterns are
 // shared, since no Rewriter modifies them.
 func (rw *Rewriter) clone(dst io.Writer) *Rewriter {
-	c := &Rewriter{dst: dst, pats: rw.pats, groups: slices.Clone(rw.groups), maxLen: rw.maxLen}
+	c := &Rewriter{dst: dst, pats: rw.pats, groups: slices.Clone(rw.groups), maxLen: rw.maxLen, first: rw.first}
 	c.pend = make([]byte, 0, 2*rw.maxLen)
 	return c
 }
@@ -195,9 +197,14 @@ func (rw *Rewriter) end() error {
 	return rw.err
 }
 
+// directWrite is the segment length from which emit writes a segment straight through
+// instead of copying it: a feed with few links then costs a scan and no copy, while dense
+// links still leave as one write per upstream read.
+const directWrite = 16 << 10
+
 // emit appends b to the output buffer; the common case is small enough to inline.
 func (rw *Rewriter) emit(b []byte) {
-	if len(rw.out)+len(b) <= cap(rw.out) {
+	if len(b) < directWrite && len(rw.out)+len(b) <= cap(rw.out) {
 		rw.out = append(rw.out, b...)
 		return
 	}
@@ -215,7 +222,7 @@ func (rw *Rewriter) emitSlow(b []byte) {
 		}
 		rw.out = rw.out[:0]
 	}
-	if len(b) >= cap(rw.out)/2 {
+	if len(b) >= directWrite {
 		if _, err := rw.dst.Write(b); err != nil {
 			rw.err = err
 		}
@@ -287,10 +294,8 @@ func (rw *Rewriter) tailStart(data []byte, from int) int {
 }
 
 func (rw *Rewriter) groupOf(c byte) *group {
-	for i := range rw.groups {
-		if rw.groups[i].anchor[0] == c {
-			return &rw.groups[i]
-		}
+	if g := rw.first[c]; g > 0 {
+		return &rw.groups[g-1]
 	}
 	return nil
 }

@@ -133,6 +133,7 @@ func fuzzRewrite(f *testing.F, glob string, from []string) {
 		f.Add(b, uint8(7), uint8(3))
 	}
 	f.Add([]byte(`"http://up/svc/" "http:\/\/up\/svc\/X" http://up/sv`), uint8(1), uint8(2))
+	f.Add([]byte(`HTTP://UP/SVC/x http://up/svc/ HTTP:\/\/UP\/SVC\/ HTTP://UP/S`), uint8(3), uint8(5))
 	f.Fuzz(func(t *testing.T, in []byte, a, b uint8) {
 		const to = "https://bridge/odata/s/"
 		want := replaceRef(in, from, to)
@@ -148,5 +149,5 @@ func FuzzRewriteJSON(f *testing.F) {
 }
 
 func FuzzRewriteXML(f *testing.F) {
-	fuzzRewrite(f, "*.xml", []string{"http://up/svc/", "http://localhost:8080/ReferenceScenario.svc/", "http://services.odata.org/Northwind/Northwind.svc/"})
+	fuzzRewrite(f, "*.xml", []string{"http://up/svc/", "HTTP://UP/SVC/", "http://localhost:8080/ReferenceScenario.svc/", "http://services.odata.org/Northwind/Northwind.svc/"})
 }
