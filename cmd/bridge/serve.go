@@ -192,7 +192,11 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 				URL:        sc.URL,
 				PublicBase: public + "/odata/" + sc.Name + "/",
 				EntitySets: sets,
+				// Paging through a large list must not refetch it per page;
+				// the cache is per user, so rows never cross users.
+				CacheTTL: 30 * time.Second,
 			}, rest.Options{
+				Client: restClient(time.Duration(sc.HeaderTimeout)),
 				Secret: skipSecret,
 				Logger: log.With(slog.String("component", "rest"), slog.String("source", sc.Name)),
 				ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
@@ -289,6 +293,15 @@ func restEntitySets(sc SourceConfig) ([]rest.EntitySet, error) {
 		return nil, fmt.Errorf("sources: %s: %w", sc.Name, err)
 	}
 	return sc.EntitySets, nil
+}
+
+// restClient is the HTTP client of a REST source: the source's header
+// timeout bounds the wait for the upstream's answer, not its body.
+func restClient(headerTimeout time.Duration) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.ResponseHeaderTimeout = headerTimeout
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: t}
 }
 
 // redisClient builds the universal client: standalone from redis.url,
