@@ -105,12 +105,17 @@ func (p *provider) authorize(next http.Handler, w http.ResponseWriter, r *http.R
 		http.Error(w, "redirect_uri is not registered with the demo identity provider", http.StatusBadRequest)
 		return
 	}
-	// mockoidc always issues refresh tokens but rejects scopes it does not
-	// list, so offline_access (OIDC Core §11) is granted by dropping it.
-	if scope := r.Form.Get("scope"); scope != "" {
-		kept := slices.DeleteFunc(strings.Fields(scope), func(s string) bool { return s == "offline_access" })
-		r.Form.Set("scope", strings.Join(kept, " "))
+	// mockoidc rejects scopes it does not list. RFC 6749 §3.3 lets a server
+	// ignore part of the request, so others are dropped: offline_access
+	// (OIDC Core §11) is granted anyway, as mockoidc always issues refresh
+	// tokens, and per-API scopes mean nothing to the demo upstreams.
+	kept := slices.DeleteFunc(strings.Fields(r.Form.Get("scope")), func(s string) bool {
+		return !slices.Contains(mockoidc.ScopesSupported, s)
+	})
+	if len(kept) == 0 {
+		kept = []string{"openid"}
 	}
+	r.Form.Set("scope", strings.Join(kept, " "))
 
 	name := r.Form.Get("login_hint")
 	if _, ok := demoUserByName(name); !ok {

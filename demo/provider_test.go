@@ -141,6 +141,27 @@ func TestUserSelection(t *testing.T) {
 	}
 }
 
+// TestScopesBeyondMockoidc checks that scopes mockoidc does not know, such
+// as offline_access or an API scope, do not fail the sign-in.
+func TestScopesBeyondMockoidc(t *testing.T) {
+	for _, scope := range []string{"openid offline_access profile email", "api://k2/.default offline_access", ""} {
+		resp, err := noRedirects.Get(authorizeURL(world, "http://127.0.0.1/oauth/callback", "scope", scope, "login_hint", "alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound {
+			t.Errorf("scope %q: authorize = %d, want 302", scope, resp.StatusCode)
+			continue
+		}
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		tok, err := world.OAuth2Config("http://127.0.0.1/oauth/callback").Exchange(context.Background(), loc.Query().Get("code"))
+		if err != nil || tok.RefreshToken == "" {
+			t.Errorf("scope %q: exchange = %v, refresh token present %v", scope, err, tok != nil && tok.RefreshToken != "")
+		}
+	}
+}
+
 func TestChooserPage(t *testing.T) {
 	w, err := Start(context.Background(), Options{ChooseUser: true})
 	if err != nil {
