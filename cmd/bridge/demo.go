@@ -33,7 +33,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	if err := fs.Parse(args); err != nil {
 		return usageError("demo: %v", err)
 	}
-	world, err := demo.Start(ctx, demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	world, err := demo.Start(ctx, demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ChooseUser: true})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -90,7 +90,7 @@ func demoConfig(world *demo.World, public string) (*Config, error) {
 func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr error) {
 	p := cfg.PublicURL
 	fmt.Fprintf(w, "\nOData Bridge demo is running at %s\n\n", p)
-	fmt.Fprintf(w, "  Sign-in page:   %s/   (the demo identity provider signs you in as %s, no password)\n", p, strings.Join(world.Users, " or "))
+	fmt.Fprintf(w, "  Sign-in page:   %s/   (choose %s at the demo identity provider, no password)\n", p, strings.Join(world.Users, " or "))
 	for _, s := range cfg.Sources {
 		fmt.Fprintf(w, "  Feed %-16s %s/odata/%s/\n", s.Name+":", p, s.Name)
 	}
