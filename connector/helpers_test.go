@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/odata-bridge/bridge/tokencache"
@@ -33,6 +34,7 @@ const powerBIRedirect = "https://oauth.powerbi.com/views/oauthredirect.html"
 type testIdP struct {
 	m          *mockoidc.MockOIDC
 	tokenCalls atomic.Int64
+	ccCalls    atomic.Int64
 	mu         sync.Mutex
 	fail       func(w http.ResponseWriter, r *http.Request) bool
 }
@@ -60,6 +62,10 @@ func newTestIdP(t *testing.T) *testIdP {
 			fail := idp.fail
 			idp.mu.Unlock()
 			if fail != nil && fail(w, r) {
+				return
+			}
+			if r.ParseForm() == nil && r.PostForm.Get("grant_type") == "client_credentials" {
+				idp.clientCredentials(w, r)
 				return
 			}
 			// mockoidc writes expires_in in nanoseconds; RFC 6749 §5.1 says seconds.
@@ -94,6 +100,32 @@ func newTestIdP(t *testing.T) *testIdP {
 	return idp
 }
 
+// clientCredentials adds RFC 6749 §4.4 to mockoidc, which lacks it: a
+// signed service token for the bridge's own client.
+func (p *testIdP) clientCredentials(w http.ResponseWriter, r *http.Request) {
+	p.ccCalls.Add(1)
+	id, secret, ok := r.BasicAuth()
+	if !ok {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if id != p.m.ClientID || secret != p.m.ClientSecret {
+		w.WriteHeader(http.StatusUnauthorized)
+		io.WriteString(w, `{"error":"invalid_client"}`)
+		return
+	}
+	now := time.Now()
+	tok, err := p.m.Keypair.SignJWT(jwt.RegisteredClaims{
+		Issuer: p.m.Issuer(), Subject: id, Audience: jwt.ClaimStrings{"upstream"},
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+	})
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3600})
+}
+
 func (p *testIdP) setFail(f func(w http.ResponseWriter, r *http.Request) bool) {
 	p.mu.Lock()
 	p.fail = f
@@ -123,6 +155,7 @@ type bridge struct {
 	srv   *httptest.Server
 	idp   *testIdP
 	store *tokencache.Store
+	prov  *Provider
 	clock *clock
 	logs  *syncBuffer
 	url   string
@@ -146,9 +179,9 @@ func (s *syncBuffer) String() string {
 }
 
 // newBridge starts a connector with a memory store in front of a test IdP.
-// sources may be nil; a protected test route /odata/test/ echoes the
+// sourcesFor may be nil for one source, test, whose feed echoes the
 // upstream Authorization it would send.
-func newBridge(t *testing.T, sources []Source) *bridge {
+func newBridge(t *testing.T, sourcesFor func(*Provider) []Source) *bridge {
 	t.Helper()
 	idp := newTestIdP(t)
 	clk := &clock{now: time.Now()}
@@ -169,8 +202,9 @@ func newBridge(t *testing.T, sources []Source) *bridge {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	if sources == nil {
-		sources = []Source{{Name: "test", Kind: "odata", Auth: "user", Serve: echoFeed}}
+	sources := []Source{{Name: "test", Kind: "odata", Auth: "user", Serve: echoFeed}}
+	if sourcesFor != nil {
+		sources = sourcesFor(prov)
 	}
 	s, err := New(Options{
 		PublicURL: public,
@@ -187,7 +221,7 @@ func newBridge(t *testing.T, sources []Source) *bridge {
 	srv.Config.Handler = s
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &bridge{srv: srv, idp: idp, store: store, clock: clk, logs: logs, url: public}
+	return &bridge{srv: srv, idp: idp, store: store, prov: prov, clock: clk, logs: logs, url: public}
 }
 
 // echoFeed answers with what the relay would send upstream as credentials.

@@ -1,0 +1,113 @@
+package connector
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func modeSources(p *Provider) []Source {
+	return []Source{
+		{Name: "test", Kind: "odata", Auth: "user", Serve: echoFeed},
+		{Name: "ad", Kind: "odata", Auth: "basic-passthrough", Serve: echoFeed},
+		{Name: "service", Kind: "odata", Auth: "client-credentials", Serve: echoFeed, Service: p.ServiceTokens(nil, "")},
+		{Name: "public", Kind: "odata", Auth: "none", Serve: echoFeed},
+	}
+}
+
+func upstreamAuth(t *testing.T, body string) string {
+	t.Helper()
+	var echo map[string]string
+	if err := json.Unmarshal([]byte(body), &echo); err != nil {
+		t.Fatalf("feed body %q: %v", body, err)
+	}
+	return echo["upstream_authorization"]
+}
+
+func TestBasicPassthrough(t *testing.T) {
+	b := newBridge(t, modeSources)
+	caller := "Basic " + base64.StdEncoding.EncodeToString([]byte(`DENALLIX\bob:pa:ss wörd`))
+	resp, body := b.get(t, "/odata/ad/Things", http.Header{"Authorization": {caller}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	if got := upstreamAuth(t, body); got != caller {
+		t.Errorf("upstream Authorization = %q, want exactly the caller's %q", got, caller)
+	}
+	for name, h := range map[string]http.Header{
+		"no credentials": nil,
+		"bearer":         bearer("abc"),
+	} {
+		resp, _ := b.get(t, "/odata/ad/Things", h)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("%s: status %d, WWW-Authenticate %q; want 401 with a Basic challenge", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if n := b.idp.tokenCalls.Load(); n != 0 {
+		t.Errorf("pass-through called the provider %d times, want 0: nothing is cached", n)
+	}
+}
+
+func TestClientCredentialsOneTokenForAll(t *testing.T) {
+	b := newBridge(t, modeSources)
+	access, _ := b.signIn(t)
+	before := b.idp.ccCalls.Load()
+	var wg sync.WaitGroup
+	auths := make([]string, 20)
+	for i := range auths {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, b.url+"/odata/service/Things", nil)
+			req.Header.Set("Authorization", "Bearer "+access)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var echo map[string]string
+			json.NewDecoder(resp.Body).Decode(&echo)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+			auths[i] = echo["upstream_authorization"]
+		}()
+	}
+	wg.Wait()
+	if n := b.idp.ccCalls.Load() - before; n != 1 {
+		t.Errorf("client-credentials grants = %d for 20 concurrent callers, want 1", n)
+	}
+	for i, a := range auths {
+		if a == "" || a != auths[0] {
+			t.Fatalf("caller %d sent %q upstream, want the one shared service token", i, a)
+		}
+	}
+	// Callers must still sign in to the bridge.
+	if resp, _ := b.get(t, "/odata/service/Things", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("service source without bridge credentials: status %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestNoneSendsNothingUpstream(t *testing.T) {
+	b := newBridge(t, modeSources)
+	access, _ := b.signIn(t)
+	resp, body := b.get(t, "/odata/public/Things", bearer(access))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	if got := upstreamAuth(t, body); got != "" {
+		t.Errorf("upstream Authorization = %q, want none", got)
+	}
+}
+
+func TestUnknownSource(t *testing.T) {
+	b := newBridge(t, nil)
+	resp, body := b.get(t, "/odata/nope/x", nil)
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "UnknownSource") {
+		t.Errorf("status %d %s, want 404 UnknownSource", resp.StatusCode, body)
+	}
+}
