@@ -33,8 +33,9 @@ func loadParamSets(t testing.TB) []paramSet {
 }
 
 // mParser returns the command that runs Microsoft's Power Query parser
-// (mcheck/check.js). Without node the test is skipped, except in CI (CI set),
-// where a missing node or parser fails it.
+// (mcheck/check.js). Without node or the parser the test is skipped, so
+// `go test ./...` passes on a fresh clone; in CI (CI set) .ci/run installs
+// both, and a missing one fails the test.
 func mParser(t *testing.T) []string {
 	t.Helper()
 	node, err := exec.LookPath("node")
@@ -46,6 +47,9 @@ func mParser(t *testing.T) []string {
 	}
 	pkg := filepath.Join("mcheck", "node_modules", "@microsoft", "powerquery-parser", "package.json")
 	if _, err := os.Stat(pkg); err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("the Power Query parser is not installed; run: npm ci --prefix powerbi/mcheck (CI does)")
+		}
 		t.Fatalf("the Power Query parser is not installed (%v); run: npm ci --prefix powerbi/mcheck", err)
 	}
 	return []string{node, filepath.Join("mcheck", "check.js")}
