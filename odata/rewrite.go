@@ -9,8 +9,8 @@ import (
 )
 
 // outBufSize is the size of the Rewriter's pooled output buffer: large enough that
-// one upstream read (32 KiB) leaves the Rewriter as one write downstream.
-const outBufSize = 64 << 10
+// one upstream read (copyBufSize) leaves the Rewriter as one write downstream.
+const outBufSize = 2 * copyBufSize
 
 var outBufPool = sync.Pool{New: func() any { b := make([]byte, 0, outBufSize); return &b }}
 
