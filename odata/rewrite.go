@@ -303,6 +303,22 @@ func (rw *Rewriter) groupOf(c byte) *group {
 // find returns the leftmost base starting in [i, limit) and complete in data, longest
 // first at equal starts, as (start, pattern index), or (-1, -1).
 func (rw *Rewriter) find(data []byte, i, limit int) (int, int) {
+	if len(rw.groups) == 1 {
+		// The usual case, every base spelled http(s)://…: one anchor, no positions to cache.
+		g := &rw.groups[0]
+		for i < limit {
+			k := bytes.Index(data[i:], g.anchor)
+			if k < 0 || i+k >= limit {
+				return -1, -1
+			}
+			j := i + k
+			if pi := rw.matchAt(data[j:], g); pi >= 0 {
+				return j, pi
+			}
+			i = j + 1
+		}
+		return -1, -1
+	}
 	for {
 		best, bg := -1, -1
 		for gi := range rw.groups {
@@ -321,12 +337,8 @@ func (rw *Rewriter) find(data []byte, i, limit int) (int, int) {
 		if best < 0 {
 			return -1, -1
 		}
-		rest := data[best:]
-		for _, pi := range rw.groups[bg].pats {
-			f := rw.pats[pi].from
-			if len(rest) >= len(f) && rest[len(f)-1] == f[len(f)-1] && bytes.Equal(rest[:len(f)], f) {
-				return best, pi
-			}
+		if pi := rw.matchAt(data[best:], &rw.groups[bg]); pi >= 0 {
+			return best, pi
 		}
 		// An anchor that starts no base: look again after it. The other groups keep
 		// their cached positions, which are >= i or exhausted.
@@ -336,6 +348,17 @@ func (rw *Rewriter) find(data []byte, i, limit int) (int, int) {
 			return -1, -1
 		}
 	}
+}
+
+// matchAt returns the longest base of g that rest begins with, or -1.
+func (rw *Rewriter) matchAt(rest []byte, g *group) int {
+	for _, pi := range g.pats {
+		f := rw.pats[pi].from
+		if len(rest) >= len(f) && rest[len(f)-1] == f[len(f)-1] && string(rest[:len(f)]) == string(f) {
+			return pi
+		}
+	}
+	return -1
 }
 
 // replaceAll rewrites one whole value, such as a header, with the same rules.
