@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const benchBase = "http://upstream.example:8080/V4/(S(4taa1h2202lz2pi2bpqff3uy))/TripPinServiceRW/"
@@ -188,3 +190,50 @@ func benchEndToEnd(b *testing.B, full bool) {
 
 // onlyReader hides WriteTo so io.CopyBuffer uses the given buffer.
 type onlyReader struct{ io.Reader }
+
+// BenchmarkRelaySmall relays a 1 KiB v4 entity with two links, through the bridge and
+// through a bare httputil.ReverseProxy, alternating per iteration; the metrics are each
+// path's requests per second and their ratio.
+func BenchmarkRelaySmall(b *testing.B) {
+	var entity []byte
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json;odata.metadata=minimal")
+		w.Header()["OData-Version"] = []string{"4.0"}
+		w.Write(entity)
+	}))
+	defer up.Close()
+	entity = []byte(fmt.Sprintf(`{"@odata.context":"%[1]s/svc/$metadata#People/$entity","@odata.id":"%[1]s/svc/People('russellwhyte')",%[2]s}`, up.URL, strings.Repeat(`"Name":"Russell Whyte","City":"Boise",`, 22)+`"Age":42`))
+	target, _ := url.Parse(up.URL)
+	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }})
+	defer proxy.Close()
+	rl, err := NewRelay([]Source{{Name: "s", URL: up.URL + "/svc/", PublicBase: "https://bridge.example.com/odata/s/"}}, Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	auth := &staticAuth{}
+	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rl.Serve(w, r, "s", strings.TrimPrefix(r.URL.EscapedPath(), "/odata/s/"), "", auth)
+	}))
+	defer bridge.Close()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 8}}
+	get := func(base string) time.Duration {
+		start := time.Now()
+		res, err := client.Get(base + "/odata/s/People('russellwhyte')")
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return time.Since(start)
+	}
+	var tProxy, tBridge time.Duration
+	n := 0
+	for b.Loop() {
+		tProxy += get(proxy.URL)
+		tBridge += get(bridge.URL)
+		n++
+	}
+	b.ReportMetric(float64(n)/tProxy.Seconds(), "proxy-req/s")
+	b.ReportMetric(float64(n)/tBridge.Seconds(), "bridge-req/s")
+	b.ReportMetric(tProxy.Seconds()/tBridge.Seconds(), "bridge/proxy")
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -43,7 +42,9 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 	h.Del("Content-Length")
 	h.Del("Content-Md5")
 	addVary(h, "Accept-Encoding")
-	res.ContentLength = -1
+	// res.ContentLength stays: the proxy flushes after every write only for bodies of
+	// unknown length, and a small rewritten body then still leaves in one packet, with
+	// the length net/http computes for it.
 	if !bodyAllowed(c.in.Method, res.StatusCode) {
 		if c.in.Method == http.MethodHead && c.gzipOK && bodyAllowed(http.MethodGet, res.StatusCode) {
 			h.Set("Content-Encoding", "gzip") // RFC 9110 §9.3.2: the headers a GET would get
@@ -89,10 +90,9 @@ func (c *call) rewritable(h http.Header) bool {
 	if ce := h.Get("Content-Encoding"); ce != "" && ce != "identity" && ce != "gzip" {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
-	if err != nil {
-		return false
-	}
+	// The media type only, without mime.ParseMediaType's allocations on every response.
+	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
 	switch mt {
 	case "application/json", "application/atom+xml", "application/atomsvc+xml", "application/xml",
 		"text/xml", "multipart/mixed", "application/http":
