@@ -136,8 +136,3 @@ func (a basicAuthorizer) Authorize(_ context.Context, out *http.Request, _ bool)
 	out.Header.Set("Authorization", a.header)
 	return nil
 }
-
-// noAuthorizer sends nothing upstream.
-type noAuthorizer struct{}
-
-func (noAuthorizer) Authorize(context.Context, *http.Request, bool) error { return nil }

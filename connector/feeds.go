@@ -70,9 +70,9 @@ func (s *Server) feed(c *gin.Context) {
 			auth = &sessionAuthorizer{store: s.opts.Store, sid: user}
 		case "client-credentials":
 			auth = serviceAuthorizer{src.Service}
-		default:
-			auth = noAuthorizer{}
 		}
+		// auth: none leaves auth nil: nothing goes upstream, and an
+		// upstream 401 is not retried.
 	}
 	src.Serve(c.Writer, r, path, user, auth)
 }

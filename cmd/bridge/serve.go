@@ -263,6 +263,9 @@ func feedSources(cfg *Config, provider *connector.Provider, public string, log *
 				PublicBase:    public + "/odata/" + sc.Name + "/",
 				Batch:         sc.Batch,
 				HeaderTimeout: time.Duration(sc.HeaderTimeout),
+				// K2 trims $metadata per user and builds it slowly; the
+				// cache is keyed by session, so users never share one.
+				CacheMetadata: 5 * time.Minute,
 			})
 		}
 		out = append(out, src)
