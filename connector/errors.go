@@ -43,6 +43,16 @@ func classify(err error) failure {
 		return failure{status: http.StatusUnauthorized, code: "SessionEnded", message: "The identity provider ended the session. Sign in again.", bearer: true}
 	case errors.Is(err, errCSRF):
 		return failure{status: http.StatusForbidden, code: "Forbidden", message: "The request did not come from the sign-in page (CSRF token missing or wrong)."}
+	case errors.Is(err, errConsentRequired):
+		return failure{status: http.StatusForbidden, code: "ConsentRequired", message: clientMessage(err)}
+	case errors.Is(err, ErrBadTenant):
+		return failure{status: http.StatusBadRequest, code: "BadRequest", message: clientMessage(err)}
+	case errors.Is(err, errEntraOff), errors.Is(err, errNoRefresh):
+		return failure{status: http.StatusNotFound, code: "NotFound", message: clientMessage(err)}
+	case errors.Is(err, errRefreshForbidden):
+		return failure{status: http.StatusForbidden, code: "UpstreamForbidden", message: "The upstream service refused the refresh for this account."}
+	case errors.Is(err, errRefreshFailed):
+		return failure{status: http.StatusBadGateway, code: "UpstreamError", message: "The upstream service could not refresh."}
 	case errors.Is(err, errRateLimited):
 		return failure{status: http.StatusTooManyRequests, code: "TooManyRequests", message: "Too many requests. Retry later.", retry: true}
 	case errors.Is(err, tokencache.ErrProviderUnavailable), errors.Is(err, ErrProviderDown):
@@ -79,11 +89,16 @@ func clientMessage(err error) string {
 }
 
 // challenge is the WWW-Authenticate value of a 401 on /odata: Basic for the
-// built-in connectors, Bearer for the custom connector.
-func challenge(f failure) []string {
+// built-in connectors, Bearer for the custom connector. authorizationURI,
+// when set, is Entra's sign-in, which makes Power Query offer
+// "Organizational account".
+func challenge(f failure, authorizationURI string) []string {
 	bearer := `Bearer realm="OData Bridge"`
+	if authorizationURI != "" {
+		bearer = `Bearer authorization_uri="` + authorizationURI + `", realm="OData Bridge"`
+	}
 	if f.bearer {
-		bearer = `Bearer realm="OData Bridge", error="invalid_token"`
+		bearer += `, error="invalid_token"`
 	}
 	return []string{`Basic realm="OData Bridge", charset="UTF-8"`, bearer}
 }
@@ -92,13 +107,19 @@ func challenge(f failure) []string {
 // the headers its status needs. It is the relay's and the REST service's
 // ErrorHandler as well as the auth middleware's.
 func writeODataError(w http.ResponseWriter, version string, err error) {
+	writeFeedError(w, version, err, "")
+}
+
+// writeFeedError is writeODataError whose Bearer challenge names
+// authorizationURI when it is set.
+func writeFeedError(w http.ResponseWriter, version string, err error, authorizationURI string) {
 	f := classify(err)
 	h := w.Header()
 	if f.retry {
 		h.Set("Retry-After", retryAfterSeconds)
 	}
 	if f.status == http.StatusUnauthorized {
-		for _, c := range challenge(f) {
+		for _, c := range challenge(f, authorizationURI) {
 			h.Add("WWW-Authenticate", c)
 		}
 	}

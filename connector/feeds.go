@@ -57,18 +57,18 @@ func (s *Server) feed(c *gin.Context) {
 		}
 		auth = basicAuthorizer{header: h}
 	default:
-		cr, err := s.callerCredential(r)
-		if err == nil {
-			user, err = s.sessionOf(r.Context(), cr)
-		}
+		var err error
+		user, auth, err = s.feedCaller(r.Context(), r, src)
 		if err != nil {
-			writeODataError(c.Writer, version, err)
+			writeFeedError(c.Writer, version, err, s.authorizationURI())
 			return
 		}
-		switch src.Auth {
-		case "user":
+		switch {
+		case auth != nil:
+			// An organizational account, exchanged on-behalf-of.
+		case src.Auth == "user":
 			auth = &sessionAuthorizer{store: s.opts.Store, sid: user}
-		case "client-credentials":
+		case src.Auth == "client-credentials":
 			auth = serviceAuthorizer{src.Service}
 		}
 		// auth: none leaves auth nil: nothing goes upstream, and an

@@ -216,6 +216,10 @@ func (s *Server) failPage(c *gin.Context, err error) {
 func (s *Server) callback(c *gin.Context) {
 	ctx := c.Request.Context()
 	q := c.Request.URL.Query()
+	if adminConsentResponse(q) {
+		s.consentResult(c)
+		return
+	}
 	state := q.Get("state")
 	if state == "" {
 		showError(c, http.StatusBadRequest, "The sign-in response has no state.")

@@ -43,6 +43,10 @@ func (s *Server) routes() {
 	keys.POST("", s.createKey)
 	keys.DELETE("/:id", s.deleteKey)
 
+	// Entra ID admin consent, and the upstream's OData service refresh (K2).
+	e.GET("/admin/consent", s.adminConsent)
+	e.POST("/admin/sources/:name/refresh", noStore, s.refreshSource)
+
 	// Generated client files.
 	e.GET("/powerbi/:file", s.powerBIFile)
 	e.GET("/excel/:file", s.excelFile)

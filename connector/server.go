@@ -73,6 +73,8 @@ type Source struct {
 	ODataVersion func() string // the version learned from the upstream; nil: "4.0"
 	Serve        Feed
 	Service      oauth2.TokenSource // client-credentials: the shared service token
+	Resource     string             // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
+	RefreshURL   string             // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
 }
 
 // Client is an OAuth client of the bridge, such as Power BI's connector.
@@ -97,6 +99,7 @@ type Options struct {
 	Now            func() time.Time      // zero: time.Now; drives code and state expiry
 	CookieKey      []byte                // 32 bytes sealing the sign-in page's cookie; zero: random per process
 	Extra          func(r gin.IRouter)   // further routes, for tests
+	Entra          EntraOptions          // admin consent and organizational accounts; zero: off
 }
 
 // Server is the bridge's http.Handler.
@@ -111,6 +114,7 @@ type Server struct {
 	metrics   *metrics
 	gather    prometheus.Gatherer
 	cookieKey []byte
+	entra     *entra // nil: Entra ID off
 }
 
 // New builds the gin engine with every route of the bridge.
@@ -160,6 +164,9 @@ func New(opts Options) (*Server, error) {
 		s.cookieKey = opts.CookieKey
 	default:
 		return nil, errors.New("connector: the cookie key must be 32 bytes")
+	}
+	if s.entra, err = newEntra(opts, pub.String()); err != nil {
+		return nil, err
 	}
 	for _, c := range opts.Clients {
 		s.clients[c.ID] = c
