@@ -75,6 +75,7 @@ type Store struct {
 	grace         time.Duration
 	lockTTL       time.Duration
 	touchInterval time.Duration
+	rl            rateLeases
 
 	closing   context.Context // cancelled by Close: in-flight refreshes stop
 	close     context.CancelFunc
