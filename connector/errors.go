@@ -54,7 +54,7 @@ func classify(err error) failure {
 	case errors.Is(err, errRefreshFailed):
 		return failure{status: http.StatusBadGateway, code: "UpstreamError", message: "The upstream service could not refresh."}
 	case errors.Is(err, errRateLimited):
-		return failure{status: http.StatusTooManyRequests, code: "TooManyRequests", message: "Too many requests. Retry later.", retry: true}
+		return failure{status: http.StatusTooManyRequests, code: "TooManyRequests", message: "Too many requests. Retry after the time in Retry-After."}
 	case errors.Is(err, tokencache.ErrProviderUnavailable), errors.Is(err, ErrProviderDown):
 		return failure{status: http.StatusServiceUnavailable, code: "ProviderUnavailable", message: "The identity provider is unavailable. Retry later.", retry: true}
 	case errors.Is(err, tokencache.ErrUnavailable):

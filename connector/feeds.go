@@ -3,8 +3,10 @@ package connector
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,8 +75,32 @@ func (s *Server) feed(c *gin.Context) {
 		}
 		// auth: none leaves auth nil: nothing goes upstream, and an
 		// upstream 401 is not retried.
+		if !s.allow(c, user, version) {
+			return
+		}
 	}
 	src.Serve(c.Writer, r, path, user, auth)
+}
+
+// allow applies rate_limit.per_key_per_minute to the caller's session,
+// shared by all replicas. Over the limit the caller gets 429 with the
+// Retry-After that Power Query honours. A store failure lets the request
+// through: the limit protects the upstream, it must not cause an outage.
+func (s *Server) allow(c *gin.Context, sid, version string) bool {
+	if s.opts.RateLimit <= 0 || sid == "" {
+		return true
+	}
+	wait, err := s.opts.Store.Allow(c.Request.Context(), "session:"+sid, s.opts.RateLimit)
+	if err != nil {
+		s.log.WarnContext(c.Request.Context(), "rate limit not checked", slog.Any("error", err))
+		return true
+	}
+	if wait <= 0 {
+		return true
+	}
+	c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	writeODataError(c.Writer, version, errRateLimited)
+	return false
 }
 
 func (src *Source) version() string {

@@ -4,9 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func modeSources(p *Provider) []Source {
@@ -109,5 +111,36 @@ func TestUnknownSource(t *testing.T) {
 	resp, body := b.get(t, "/odata/nope/x", nil)
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "UnknownSource") {
 		t.Errorf("status %d %s, want 404 UnknownSource", resp.StatusCode, body)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	b := newBridge(t, nil, func(o *Options) { o.RateLimit = 40 })
+	access, _ := b.signIn(t)
+	limited := 0
+	var retryAfter string
+	for range 60 {
+		resp, body := b.get(t, "/odata/test/x", bearer(access))
+		switch resp.StatusCode {
+		case http.StatusOK:
+		case http.StatusTooManyRequests:
+			limited++
+			retryAfter = resp.Header.Get("Retry-After")
+			if !strings.Contains(body, "TooManyRequests") {
+				t.Errorf("429 body %s, want an OData error", body)
+			}
+		default:
+			t.Fatalf("status %d %s", resp.StatusCode, body)
+		}
+	}
+	if limited != 20 {
+		t.Errorf("%d of 60 requests limited at 40 a minute, want 20", limited)
+	}
+	if n, err := strconv.Atoi(retryAfter); err != nil || n < 1 || n > 60 {
+		t.Errorf("Retry-After = %q, want seconds to the end of the window", retryAfter)
+	}
+	b.clock.Advance(time.Minute)
+	if resp, _ := b.get(t, "/odata/test/x", bearer(access)); resp.StatusCode != http.StatusOK {
+		t.Errorf("next window: status %d, want 200", resp.StatusCode)
 	}
 }

@@ -181,7 +181,7 @@ func (s *syncBuffer) String() string {
 // newBridge starts a connector with a memory store in front of a test IdP.
 // sourcesFor may be nil for one source, test, whose feed echoes the
 // upstream Authorization it would send.
-func newBridge(t *testing.T, sourcesFor func(*Provider) []Source) *bridge {
+func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func(*Options)) *bridge {
 	t.Helper()
 	idp := newTestIdP(t)
 	clk := &clock{now: time.Now()}
@@ -206,7 +206,7 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source) *bridge {
 	if sourcesFor != nil {
 		sources = sourcesFor(prov)
 	}
-	s, err := New(Options{
+	opts := Options{
 		PublicURL: public,
 		Store:     store,
 		Provider:  prov,
@@ -214,7 +214,11 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source) *bridge {
 		Sources:   sources,
 		Logger:    log,
 		Now:       clk.Now,
-	})
+	}
+	for _, tw := range tweaks {
+		tw(&opts)
+	}
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

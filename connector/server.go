@@ -39,6 +39,7 @@ type Store interface {
 	RevokeFeedKey(ctx context.Context, subject, id string) error
 	PutOnce(ctx context.Context, kind string, value []byte, ttl time.Duration) (tokencache.Secret, error)
 	TakeOnce(ctx context.Context, kind, handle string) ([]byte, error)
+	Allow(ctx context.Context, id string, perMinute int) (time.Duration, error)
 	Ping(ctx context.Context) error
 }
 
@@ -92,6 +93,7 @@ type Options struct {
 	Clients        []Client              // zero: no OAuth client can sign in
 	Sources        []Source              // in the order of the config
 	APIKeyParam    string                // zero: "api_key"
+	RateLimit      int                   // feed requests per session and minute, shared by replicas; zero: off
 	AccessTTL      time.Duration         // lifetime reported as expires_in; zero: the store's
 	Logger         *slog.Logger          // zero: discard
 	Registerer     prometheus.Registerer // zero: a private registry

@@ -226,6 +226,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		Clients:        clients,
 		Sources:        sources,
 		APIKeyParam:    cfg.Keys.APIKeyParam,
+		RateLimit:      cfg.RateLimit.PerKeyPerMinute,
 		AccessTTL:      time.Duration(cfg.Session.AccessTTL),
 		Logger:         log,
 		Registerer:     reg,
