@@ -1,0 +1,418 @@
+package connector
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+// upstreamLog records what reached the upstream of a test source.
+type upstreamLog struct {
+	calls atomic.Int64
+	mu    sync.Mutex
+	auth  []string
+}
+
+func (u *upstreamLog) seen() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.auth...)
+}
+
+// feed is a test Feed: it counts its calls, has the Authorizer set the
+// upstream credentials, and echoes them.
+func (u *upstreamLog) feed(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+	u.calls.Add(1)
+	out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://upstream.invalid/"+path, nil)
+	if auth != nil {
+		if err := auth.Authorize(r.Context(), out, false); err != nil {
+			WriteError(w, "4.0", err)
+			return
+		}
+	}
+	u.mu.Lock()
+	u.auth = append(u.auth, out.Header.Get("Authorization"))
+	u.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"path": path, "upstream_authorization": out.Header.Get("Authorization"), "user": user})
+}
+
+// entraBridge is a connector with organizational accounts on, in front of
+// the test Entra identity provider.
+type entraBridge struct {
+	url      string
+	idp      *entraIdP
+	store    *tokencache.Store
+	upstream *upstreamLog
+	opts     EntraOptions
+}
+
+func newEntraBridge(t *testing.T, tweak func(o *EntraOptions, src *Source)) *entraBridge {
+	t.Helper()
+	idp := newEntraIdP(t)
+	store, err := tokencache.New(tokencache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv := httptest.NewUnstartedServer(nil)
+	public := "http://" + srv.Listener.Addr().String()
+	up := &upstreamLog{}
+	opts := EntraOptions{
+		Authority:    idp.srv.URL,
+		ClientID:     entraClientID,
+		ClientSecret: entraSecret,
+		OrgAccount:   true,
+	}
+	src := Source{Name: "k2", Kind: "odata", Auth: "user", Resource: "https://api.k2.com", Serve: up.feed}
+	if tweak != nil {
+		tweak(&opts, &src)
+	}
+	s, err := New(Options{PublicURL: public, Store: store, Sources: []Source{src}, Entra: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = s
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &entraBridge{url: public, idp: idp, store: store, upstream: up, opts: opts}
+}
+
+func (b *entraBridge) do(t *testing.T, method, path string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// bearerChallenge is the Bearer challenge of a 401, or "".
+func bearerChallenge(resp *http.Response) string {
+	for _, v := range resp.Header.Values("WWW-Authenticate") {
+		if strings.HasPrefix(v, "Bearer ") {
+			return v
+		}
+	}
+	return ""
+}
+
+func hasBasic(resp *http.Response) bool {
+	for _, v := range resp.Header.Values("WWW-Authenticate") {
+		if strings.HasPrefix(v, "Basic ") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestOrgAccountChallenge(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tenant string
+		header http.Header
+		want   string // the tenant in authorization_uri
+	}{
+		{"no credentials, any tenant", "", nil, "common"},
+		{"empty bearer, any tenant", "", http.Header{"Authorization": {"Bearer "}}, "common"},
+		{"empty bearer, pinned tenant", tenantA, http.Header{"Authorization": {"Bearer"}}, tenantA},
+		{"no credentials, pinned domain", tenantADomain, nil, tenantADomain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newEntraBridge(t, func(o *EntraOptions, _ *Source) { o.Tenant = tc.tenant })
+			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", tc.header)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status = %d, want 401; body %s", resp.StatusCode, body)
+			}
+			want := `Bearer authorization_uri="` + b.idp.srv.URL + "/" + tc.want + `/oauth2/authorize", realm="OData Bridge"`
+			if got := bearerChallenge(resp); got != want {
+				t.Errorf("Bearer challenge = %q, want %q", got, want)
+			}
+			if !hasBasic(resp) {
+				t.Errorf("WWW-Authenticate = %q, want a Basic challenge too", resp.Header.Values("WWW-Authenticate"))
+			}
+			if n := b.upstream.calls.Load(); n != 0 {
+				t.Errorf("upstream calls = %d, want 0", n)
+			}
+		})
+	}
+}
+
+func TestOrgAccountChallengeOffWithoutOrgAccount(t *testing.T) {
+	b := newEntraBridge(t, func(o *EntraOptions, _ *Source) { o.OrgAccount = false })
+	resp, _ := b.do(t, http.MethodGet, "/odata/k2/Items", http.Header{"Authorization": {"Bearer "}})
+	if got, want := bearerChallenge(resp), `Bearer realm="OData Bridge"`; got != want {
+		t.Errorf("Bearer challenge = %q, want %q (no authorization_uri while org_account is off)", got, want)
+	}
+	// A valid Entra token is not a bridge token when organizational accounts are off.
+	tok := b.idp.token(t, tenantA, "alice", b.url, nil)
+	resp, _ = b.do(t, http.MethodGet, "/odata/k2/Items", bearer(tok))
+	if resp.StatusCode != http.StatusUnauthorized || b.idp.oboCalls.Load() != 0 {
+		t.Errorf("status = %d, OBO calls = %d; want 401 and 0", resp.StatusCode, b.idp.oboCalls.Load())
+	}
+}
+
+func TestOrgAccountReplay(t *testing.T) {
+	b := newEntraBridge(t, nil)
+	alice := b.idp.token(t, tenantA, "alice", b.url, nil)
+
+	// Power Query first discovers the challenge, then signs in and sends the token.
+	resp, _ := b.do(t, http.MethodGet, "/odata/k2/Items", http.Header{"Authorization": {"Bearer "}})
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("empty bearer: status = %d, want 401", resp.StatusCode)
+	}
+	var first map[string]string
+	for i, path := range []string{"/odata/k2/Items", "/odata/k2/Items?$skiptoken=1000", "/odata/k2/Items?$skiptoken=2000"} {
+		resp, body := b.do(t, http.MethodGet, path, bearer(alice))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("page %d: status = %d, want 200; body %s", i, resp.StatusCode, body)
+		}
+		var got map[string]string
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = got
+			if !strings.HasPrefix(got["upstream_authorization"], "Bearer obo_alice_") {
+				t.Errorf("upstream Authorization = %q, want alice's on-behalf-of token", got["upstream_authorization"])
+			}
+		} else if got["upstream_authorization"] != first["upstream_authorization"] || got["user"] != first["user"] {
+			t.Errorf("page %d: upstream Authorization, user = %q, %q; want the first page's %q, %q",
+				i, got["upstream_authorization"], got["user"], first["upstream_authorization"], first["user"])
+		}
+	}
+	if got := b.idp.oboCalls.Load(); got != 1 {
+		t.Errorf("OBO calls after three pages = %d, want 1", got)
+	}
+	if b.idp.lastScope != "https://api.k2.com/.default" || b.idp.lastClient != entraClientID {
+		t.Errorf("OBO scope, client = %q, %q; want https://api.k2.com/.default, %s", b.idp.lastScope, b.idp.lastClient, entraClientID)
+	}
+
+	// A new token of the same person reuses the result; another person gets their own.
+	again := b.idp.token(t, tenantA, "alice", b.url, map[string]any{"iat": time.Now().Unix() + 1})
+	if resp, _ := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(again)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice's second token: status = %d", resp.StatusCode)
+	}
+	bob := b.idp.token(t, tenantA, "bob", b.url, map[string]any{"iss": v1Issuer(tenantA), "ver": "1.0"})
+	resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(bob))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "obo_bob_") {
+		t.Fatalf("bob (a v1 token): status = %d, body %s; want 200 with bob's token", resp.StatusCode, body)
+	}
+	if got := b.idp.oboCalls.Load(); got != 2 {
+		t.Errorf("OBO calls after alice again and bob = %d, want 2", got)
+	}
+	seen := b.upstream.seen()
+	if len(seen) != 5 || seen[4] == seen[0] {
+		t.Errorf("upstream saw %d calls, bob's = alice's: %v", len(seen), len(seen) == 5 && seen[4] == seen[0])
+	}
+}
+
+func TestOrgAccountRefusals(t *testing.T) {
+	b := newEntraBridge(t, func(o *EntraOptions, _ *Source) { o.Tenant = tenantA })
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := b.idp.claims(tenantA, "alice", b.url)
+	with := func(k string, v any) map[string]any {
+		c := b.idp.claims(tenantA, "alice", b.url)
+		c[k] = v
+		return c
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+	}{
+		{"wrong audience", b.idp.sign(t, with("aud", "https://other.example.com"), jose.RS256, nil)},
+		{"audience is the client ID", b.idp.sign(t, with("aud", entraClientID), jose.RS256, nil)},
+		{"wrong tenant where pinned", b.idp.token(t, tenantB, "mallory", b.url, nil)},
+		{"issuer of another tenant", b.idp.sign(t, with("iss", b.idp.v2Issuer(tenantB)), jose.RS256, nil)},
+		{"expired", b.idp.sign(t, with("exp", time.Now().Add(-time.Hour).Unix()), jose.RS256, nil)},
+		{"bad signature", b.idp.sign(t, valid, jose.RS256, other)},
+		{"alg none", unsigned(valid)},
+		{"HS256 with the public key", b.idp.sign(t, valid, jose.HS256, b.idp.publicKeyDER(t))},
+		{"no oid", b.idp.sign(t, with("oid", ""), jose.RS256, nil)},
+		{"three dots of garbage", "a.b.c"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(tc.token))
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status = %d, want 401; body %s", resp.StatusCode, body)
+			}
+			want := `Bearer authorization_uri="` + b.idp.srv.URL + "/" + tenantA + `/oauth2/authorize", realm="OData Bridge", error="invalid_token"`
+			if got := bearerChallenge(resp); got != want {
+				t.Errorf("Bearer challenge = %q, want %q", got, want)
+			}
+			if strings.Contains(body, tc.token) {
+				t.Errorf("the body repeats the token: %s", body)
+			}
+		})
+	}
+	if n := b.upstream.calls.Load(); n != 0 {
+		t.Errorf("upstream calls = %d, want 0", n)
+	}
+	if n := b.idp.oboCalls.Load(); n != 0 {
+		t.Errorf("OBO calls = %d, want 0", n)
+	}
+	// The same bridge accepts the valid token, so the refusals above are the claims' doing.
+	if resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.sign(t, valid, jose.RS256, nil))); resp.StatusCode != http.StatusOK {
+		t.Errorf("valid token: status = %d, want 200; body %s", resp.StatusCode, body)
+	}
+}
+
+func TestOrgAccountExchangeFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		setup      func(p *entraIdP)
+		tenant     string
+		wantStatus int
+		wantCode   string
+		wantText   string
+	}{
+		{"consent missing", func(*entraIdP) {}, tenantB, http.StatusForbidden, "ConsentRequired",
+			"/" + tenantB + "/v2.0/adminconsent?client_id=" + entraClientID},
+		{"interaction required", func(p *entraIdP) { p.refuse = "AADSTS65001: consent" }, tenantA, http.StatusForbidden, "ConsentRequired", "adminconsent"},
+		{"token refused", func(p *entraIdP) { p.refuse = "AADSTS50013: Assertion is not within its valid time range." }, tenantA, http.StatusUnauthorized, "InvalidToken", ""},
+		{"provider down", func(p *entraIdP) { p.down = true }, tenantA, http.StatusServiceUnavailable, "ProviderUnavailable", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newEntraBridge(t, nil)
+			b.idp.set(tc.setup)
+			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.token(t, tc.tenant, "alice", b.url, nil)))
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, tc.wantStatus, body)
+			}
+			var e struct {
+				Error struct{ Code, Message string }
+			}
+			if err := json.Unmarshal([]byte(body), &e); err != nil {
+				t.Fatalf("body %s: %v", body, err)
+			}
+			if e.Error.Code != tc.wantCode || !strings.Contains(e.Error.Message, tc.wantText) {
+				t.Errorf("error = %+v, want code %s with %q", e.Error, tc.wantCode, tc.wantText)
+			}
+			if tc.wantStatus == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+			if n := b.upstream.calls.Load(); n != 0 {
+				t.Errorf("upstream calls = %d, want 0", n)
+			}
+		})
+	}
+}
+
+func TestOrgAccountNeedsValueStore(t *testing.T) {
+	_, err := New(Options{PublicURL: "https://bridge.example.com", Store: storeWithoutValues{}, Entra: EntraOptions{ClientID: entraClientID, OrgAccount: true}})
+	if err == nil {
+		t.Error("New with org_account and a store without PutValue: no error")
+	}
+	_, err = New(Options{PublicURL: "https://bridge.example.com", Store: storeWithoutValues{}, Entra: EntraOptions{OrgAccount: true}})
+	if err == nil {
+		t.Error("New with org_account and no client ID: no error")
+	}
+	_, err = New(Options{PublicURL: "https://bridge.example.com", Store: storeWithoutValues{}, Entra: EntraOptions{ClientID: entraClientID, Tenant: "not a tenant"}})
+	if err == nil {
+		t.Error("New with a malformed tenant: no error")
+	}
+}
+
+// storeWithoutValues is a Store that cannot cache on-behalf-of results.
+type storeWithoutValues struct{ Store }
+
+func TestOBOCacheExpiresWithToken(t *testing.T) {
+	b := newEntraBridge(t, nil)
+	ctx := context.Background()
+	c := entraClaims{TenantID: tenantA, ObjectID: "alice"}
+	key := oboKey(c, "https://api.k2.com")
+	// A cached result that is about to expire is not handed out.
+	raw, _ := json.Marshal(oboCached{AccessToken: "stale", Expiry: time.Now().Add(30 * time.Second)})
+	if err := b.store.PutValue(ctx, kindOBO, key, raw, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.token(t, tenantA, "alice", b.url, nil)))
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, "stale") || b.idp.oboCalls.Load() != 1 {
+		t.Errorf("status %d, body %s, OBO calls %d; want a fresh exchange", resp.StatusCode, body, b.idp.oboCalls.Load())
+	}
+	// The fresh result is cached for about its lifetime, less the margin.
+	got, err := b.store.Value(ctx, kindOBO, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r oboCached
+	if err := json.Unmarshal(got, &r); err != nil || !strings.HasPrefix(r.AccessToken, "obo_alice_") {
+		t.Errorf("cached %q (%v), want alice's token", got, err)
+	}
+	if d := time.Until(r.Expiry); d < 50*time.Minute || d > time.Hour {
+		t.Errorf("cached expiry in %v, want the token's hour", d)
+	}
+	if k2 := oboKey(entraClaims{TenantID: tenantB, ObjectID: "alice"}, "https://api.k2.com"); k2 == key {
+		t.Error("the cache key ignores the tenant")
+	}
+	if k2 := oboKey(c, "https://other"); k2 == key {
+		t.Error("the cache key ignores the resource")
+	}
+}
+
+func TestIsJWT(t *testing.T) {
+	store, err := tokencache.New(tokencache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sid, err := store.CreateSession(context.Background(), tokencache.Session{Subject: "s", AccessToken: "a", Expiry: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := store.Issue(context.Background(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tok  string
+		want bool
+	}{
+		{string(toks.AccessToken), false},
+		{string(toks.RefreshToken), false},
+		{"eyJhbGciOiJSUzI1NiJ9.eyJ9.sig", true},
+		{"a.b", false},
+		{"a.b.c.d", false},
+	} {
+		if got := isJWT(tc.tok); got != tc.want {
+			t.Errorf("isJWT(%.12q…) = %v, want %v", tc.tok, got, tc.want)
+		}
+	}
+}
+
+func ExampleEntraOptions_AdminConsentURL() {
+	o := EntraOptions{ClientID: "b1d2f3a4-3333-4c5d-8e9f-23456789abcd"}
+	u, err := o.AdminConsentURL("https://bridge.example.com", "contoso.onmicrosoft.com")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(u)
+	// Output:
+	// https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/adminconsent?client_id=b1d2f3a4-3333-4c5d-8e9f-23456789abcd&redirect_uri=https%3A%2F%2Fbridge.example.com%2Foauth%2Fcallback&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default
+}
