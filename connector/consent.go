@@ -54,18 +54,22 @@ type consentView struct {
 	Fix     string // what to do about it
 	Detail  string // Entra's own error description
 	Retry   string // the admin-consent route to try again; empty: none
+	HowTo   string // how to try again when Retry is empty
 }
 
-var consentTemplate = template.Must(template.New("consent").Parse(`<!doctype html>
+// consentHTML is the admin-consent result page.
+const consentHTML = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>OData Bridge: {{.Title}}</title><link rel="stylesheet" href="/assets/page.css"></head>
 <body><main><h1>{{.Title}}</h1>
 {{if .Granted}}<p>A tenant administrator granted the bridge the permissions of its app registration{{if .Tenant}} for tenant <code>{{.Tenant}}</code>{{end}}.
 Users of that tenant can now sign in through the bridge and use "Organizational account" in Power BI and Excel.</p>
 <p>If multi-factor authentication was turned off for the consent, turn it back on now.</p>
 {{else}}<p>{{.Problem}}</p>{{if .Fix}}<p>{{.Fix}}</p>{{end}}{{if .Detail}}<p>Entra ID said: <code>{{.Detail}}</code></p>{{end}}
-{{if .Retry}}<p><a href="{{.Retry}}">Start admin consent again</a></p>{{end}}{{end}}
+{{if .Retry}}<p><a href="{{.Retry}}">Start admin consent again</a></p>{{else if .HowTo}}<p>{{.HowTo}}</p>{{end}}{{end}}
 <p>You can close this window.</p></main></body></html>
-`))
+`
+
+var consentTemplate = template.Must(template.New("consent").Parse(consentHTML))
 
 // consentPage renders the admin-consent result with the page's security headers.
 func (s *Server) consentPage(c *gin.Context, status int, v consentView) {
@@ -83,9 +87,16 @@ func (s *Server) consentResult(c *gin.Context) {
 	if !ValidTenant(tenant) {
 		tenant = ""
 	}
-	retry := s.url("/admin/consent")
-	if tenant != "" {
+	retry, howto := s.url("/admin/consent"), ""
+	switch {
+	case tenant != "":
 		retry += "?tenant=" + url.QueryEscape(tenant)
+	case s.entra != nil && s.entra.opts.Tenant != "":
+		retry += "?tenant=" + url.QueryEscape(s.entra.opts.Tenant)
+	default:
+		// Entra's error answers do not name the tenant.
+		howto = "To start again, open " + retry + "?tenant= followed by your tenant ID or primary domain name."
+		retry = ""
 	}
 	if q.Get("error") == "" && strings.EqualFold(q.Get("admin_consent"), "true") {
 		s.metrics.signIns.WithLabelValues("admin_consent").Inc()
@@ -101,7 +112,7 @@ func (s *Server) consentResult(c *gin.Context) {
 	if len(desc) > 400 {
 		desc = desc[:400] + "…"
 	}
-	v := consentView{Title: "Admin consent was not granted", Tenant: tenant, Detail: desc, Retry: retry}
+	v := consentView{Title: "Admin consent was not granted", Tenant: tenant, Detail: desc, Retry: retry, HowTo: howto}
 	switch code := q.Get("error"); {
 	case strings.Contains(desc, "AADSTS90094"):
 		v.Problem = "The permissions the bridge asks for need an administrator's approval, and the account that signed in may not give it for the whole organisation."
