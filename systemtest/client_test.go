@@ -225,21 +225,22 @@ func get(t testing.TB, rawURL, auth string) response {
 	return r
 }
 
-// odataError is the OData v4 JSON error shape.
-type odataError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// odataErrorCode returns the code of an OData v4 JSON error body, or "".
+// odataErrorCode returns the code of an OData JSON error body in the v4
+// ({"error":{"code"}}), v3 ({"odata.error":{"code"}}) or v2 shape, or "".
 func odataErrorCode(body []byte) string {
-	var e odataError
+	var e map[string]struct {
+		Code    string          `json:"code"`
+		Message json.RawMessage `json:"message"`
+	}
 	if json.Unmarshal(body, &e) != nil {
 		return ""
 	}
-	return e.Error.Code
+	for _, k := range []string{"error", "odata.error"} {
+		if v, ok := e[k]; ok && v.Code != "" && len(v.Message) > 0 {
+			return v.Code
+		}
+	}
+	return ""
 }
 
 // followFeed reads an OData v4 feed to its end through @odata.nextLink and
