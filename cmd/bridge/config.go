@@ -21,6 +21,7 @@ import (
 	"github.com/go-playground/validator/v10"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/odata-bridge/bridge/connector"
 	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -177,7 +178,8 @@ type SourceConfig struct {
 	Batch bool `yaml:"batch"`
 	// HeaderTimeout bounds the wait for the upstream's response headers; default 60s.
 	HeaderTimeout Duration `yaml:"header_timeout" validate:"positive"`
-	// Preset names a built-in REST mapping of package odata/rest for kind rest, such as k2-workflow; empty by default.
+	// Preset names built-in settings: for kind rest a mapping of package odata/rest such as k2-workflow,
+	// for kind odata k2-smartobjects-v4 or k2-smartobjects-v3; empty by default.
 	Preset string `yaml:"preset"`
 
 	// EntitySets is the inline REST-to-OData mapping for kind rest; none by default.
@@ -743,7 +745,35 @@ func (c *Config) normalize() {
 		for j := range s.Aliases {
 			s.Aliases[j] = slash(s.Aliases[j])
 		}
+		if p, ok := odataPresets[s.Preset]; ok && s.Kind == "odata" && s.Resource == "" {
+			s.Resource = p.resource
+		}
 	}
+}
+
+// odataPreset is what a K2 SmartObject OData preset sets and checks.
+type odataPreset struct {
+	path     string // the URL's path ends in it
+	resource string // the default resource of on-behalf-of and Azure AD v1
+	listOnly bool   // only the List method: no $batch
+}
+
+// odataPresets are the presets of kind odata: K2's SmartObject OData APIs.
+// Both cap a response at K2's record limit (1,000 by default) and page
+// with next links; v3 publishes only each SmartObject's List method.
+var odataPresets = map[string]odataPreset{
+	"k2-smartobjects-v4": {path: "/api/odatav4/v4/", resource: "https://api.k2.com"},
+	"k2-smartobjects-v3": {path: "/api/odata/v3/", resource: "https://api.k2.com", listOnly: true},
+}
+
+// k2RefreshURL is K2's OData service refresh on the host of a preset
+// source, or "" for other sources.
+func k2RefreshURL(s SourceConfig) string {
+	p, ok := odataPresets[s.Preset]
+	if !ok || s.Kind != "odata" || !strings.HasSuffix(s.URL, p.path) {
+		return ""
+	}
+	return strings.TrimSuffix(s.URL, p.path) + "/api/odata/op/refresh"
 }
 
 // crossFieldProblems checks the rules that tie several keys together.
@@ -793,6 +823,19 @@ func (c *Config) crossFieldProblems() []Problem {
 			add("idp.client_id", "is required when a source uses auth user or client-credentials")
 		}
 	}
+	if t := c.IdP.Entra.Tenant; t != "" && !connector.ValidTenant(t) {
+		add("idp.entra.tenant", "must be a tenant ID (GUID) or a domain name")
+	}
+	if c.IdP.Entra.OrgAccount {
+		if c.IdP.ClientID == "" && !needIdP {
+			add("idp.client_id", "is required with idp.entra.org_account")
+		}
+		for i, s := range c.Sources {
+			if s.Auth == "user" && s.Resource == "" && c.IdP.Resource == "" {
+				add(fmt.Sprintf("sources[%d].resource", i), "is required with idp.entra.org_account (or idp.resource): the resource of the on-behalf-of exchange")
+			}
+		}
+	}
 
 	// Clients.
 	seenClient := map[string]bool{}
@@ -811,7 +854,7 @@ func (c *Config) crossFieldProblems() []Problem {
 			add(at+".name", "duplicate source name %q", s.Name)
 		}
 		seenSource[s.Name] = true
-		if s.Preset != "" && !slices.Contains(rest.Presets(), s.Preset) {
+		if s.Preset != "" && s.Kind == "rest" && !slices.Contains(rest.Presets(), s.Preset) {
 			add(at+".preset", "must be one of: %s", strings.Join(rest.Presets(), ", "))
 		}
 		switch s.Kind {
@@ -838,8 +881,15 @@ func (c *Config) crossFieldProblems() []Problem {
 				}
 			}
 		case "odata":
-			if s.Preset != "" {
-				add(at+".preset", "is only for kind rest")
+			if p, ok := odataPresets[s.Preset]; ok {
+				if !strings.HasSuffix(s.URL, p.path) {
+					add(at+".url", "must end in %s for preset %s", p.path, s.Preset)
+				}
+				if p.listOnly && s.Batch {
+					add(at+".batch", "must be false for preset %s: K2's OData v3 API has only the List method", s.Preset)
+				}
+			} else if s.Preset != "" {
+				add(at+".preset", "for kind odata must be k2-smartobjects-v4 or k2-smartobjects-v3")
 			}
 			if len(s.EntitySets) > 0 {
 				add(at+".entity_sets", "is only for kind rest")

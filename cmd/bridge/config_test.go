@@ -167,7 +167,27 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "preset on an odata source",
 			yaml: cfgBase + `sources: [{name: "k2", preset: "k2-workflow", url: "https://k2.example.com/"}]`,
-			want: "sources[0].preset: is only for kind rest",
+			want: "sources[0].preset: for kind odata must be k2-smartobjects-v4 or k2-smartobjects-v3",
+		},
+		{
+			name: "K2 v4 preset on a v3 URL",
+			yaml: cfgBase + `sources: [{name: "k2", preset: "k2-smartobjects-v4", url: "https://k2.example.com/api/odata/v3/"}]`,
+			want: "sources[0].url: must end in /api/odatav4/v4/ for preset k2-smartobjects-v4",
+		},
+		{
+			name: "K2 v3 preset with batch",
+			yaml: cfgBase + `sources: [{name: "k2", preset: "k2-smartobjects-v3", url: "https://k2.example.com/api/odata/v3", batch: true}]`,
+			want: "sources[0].batch: must be false for preset k2-smartobjects-v3: K2's OData v3 API has only the List method",
+		},
+		{
+			name: "org_account without a resource",
+			yaml: "public_url: \"https://bridge.example.com\"\nsources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\"}]\nidp: {issuer: \"https://login.microsoftonline.com/common/v2.0\", client_id: \"c\", entra: {org_account: true}}\n",
+			want: "sources[0].resource: is required with idp.entra.org_account (or idp.resource): the resource of the on-behalf-of exchange",
+		},
+		{
+			name: "malformed tenant",
+			yaml: "public_url: \"https://bridge.example.com\"\nidp: {issuer: \"https://login.microsoftonline.com/common/v2.0\", client_id: \"c\", entra: {tenant: \"../evil\"}}\n",
+			want: "idp.entra.tenant: must be a tenant ID (GUID) or a domain name",
 		},
 		{
 			name: "redis without keys",
@@ -624,6 +644,7 @@ func TestEnvOverrides(t *testing.T) {
 		"BRIDGE_TRUSTED_PROXIES":         "10.0.0.0/8,192.0.2.7",
 		"BRIDGE_IDP_CLIENT_SECRET":       "from-env",
 		"BRIDGE_IDP_ENTRA_ORG_ACCOUNT":   "true",
+		"BRIDGE_IDP_RESOURCE":            "https://api.k2.com",
 		"BRIDGE_SESSION_ACCESS_TTL":      "90s",
 		"BRIDGE_SOURCES_0_BATCH":         "1",
 		"BRIDGE_SOURCES_1_NAME":          "crm",

@@ -21,6 +21,7 @@ Usage:
   bridge demo [--listen ADDR]                       run the bridge with a sample upstream and identity provider
   bridge check-config [--config FILE]               print the effective config, secrets redacted; exit 0 or 2
   bridge connector --out DIR [--config FILE]        write the Power BI custom connector (.mez) for this bridge
+  bridge consent-url --tenant T [--config FILE]     print Entra ID's admin-consent URL for tenant T
   bridge version                                    print the version
 
 The config file may also be named by BRIDGE_CONFIG, and every setting can be
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return printConfig(stdout, cfg)
 	case "connector":
 		return writeConnector(args, getenv, stdout)
+	case "consent-url":
+		return printConsentURL(args, getenv, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "bridge", version())
 		return nil
@@ -114,6 +117,8 @@ func help(cmd string, w io.Writer) error {
 		fmt.Fprint(w, "bridge check-config [--config FILE]\n\nValidates the config, prints the effective config with secrets redacted,\nand exits 0 when it is valid or 2 with every problem when it is not.\n")
 	case "connector":
 		fmt.Fprint(w, "bridge connector --out DIR [--config FILE]\n\nWrites ODataBridge.mez, the Power BI custom connector for this bridge's\npublic_url, into DIR.\n")
+	case "consent-url":
+		fmt.Fprint(w, "bridge consent-url --tenant TENANT [--config FILE]\n\nPrints the URL at which a tenant administrator grants the bridge's Entra ID\napp registration its permissions (admin consent) for TENANT, a tenant ID or\ndomain name: exactly where GET /admin/consent?tenant=TENANT redirects.\n")
 	case "version":
 		fmt.Fprint(w, "bridge version\n\nPrints the version of this build.\n")
 	default:

@@ -232,6 +232,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		Registerer:     reg,
 		Gatherer:       reg,
 		CookieKey:      derive(keys, "odata-bridge page cookie"),
+		Entra:          entraOptions(cfg),
 	})
 	if err != nil {
 		store.Close()
@@ -246,7 +247,10 @@ func feedSources(cfg *Config, provider *connector.Provider, public string, log *
 	var relay []odata.Source
 	var out []connector.Source
 	for _, sc := range cfg.Sources {
-		src := connector.Source{Name: sc.Name, Title: sc.Title, Kind: sc.Kind, Auth: sc.Auth}
+		src := connector.Source{Name: sc.Name, Title: sc.Title, Kind: sc.Kind, Auth: sc.Auth, Resource: sc.Resource, RefreshURL: k2RefreshURL(sc)}
+		if src.Resource == "" {
+			src.Resource = cfg.IdP.Resource
+		}
 		if sc.Auth == "client-credentials" {
 			log.Warn("source uses one service identity for every caller: all callers see the same data",
 				slog.String("source", sc.Name))
