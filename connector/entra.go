@@ -129,12 +129,6 @@ func (o EntraOptions) AdminConsentURL(publicURL, tenant string) (string, error) 
 	return o.authority() + "/" + url.PathEscape(tenant) + "/v2.0/adminconsent?" + q.Encode(), nil
 }
 
-// valueStore is what the on-behalf-of cache needs from the token cache.
-type valueStore interface {
-	PutValue(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
-	Value(ctx context.Context, kind, key string) ([]byte, error)
-}
-
 // kindOBO is the token cache kind of on-behalf-of results.
 const kindOBO = "obo"
 
@@ -149,7 +143,7 @@ type entra struct {
 	audience  string
 	client    *http.Client
 	now       func() time.Time
-	store     valueStore
+	store     Store
 	log       *slog.Logger
 	flight    singleflight.Group
 
@@ -178,11 +172,7 @@ func newEntra(opts Options, public string) (*entra, error) {
 		if o.ClientID == "" {
 			return nil, errors.New("connector: organizational accounts need the bridge's Entra client ID")
 		}
-		vs, ok := opts.Store.(valueStore)
-		if !ok {
-			return nil, errors.New("connector: organizational accounts need a store with PutValue and Value")
-		}
-		e.store = vs
+		e.store = opts.Store
 	}
 	return e, nil
 }

@@ -324,23 +324,19 @@ func TestOrgAccountExchangeFailures(t *testing.T) {
 	}
 }
 
-func TestOrgAccountNeedsValueStore(t *testing.T) {
-	_, err := New(Options{PublicURL: "https://bridge.example.com", Store: storeWithoutValues{}, Entra: EntraOptions{ClientID: entraClientID, OrgAccount: true}})
-	if err == nil {
-		t.Error("New with org_account and a store without PutValue: no error")
-	}
-	_, err = New(Options{PublicURL: "https://bridge.example.com", Store: storeWithoutValues{}, Entra: EntraOptions{OrgAccount: true}})
+func TestOrgAccountOptions(t *testing.T) {
+	_, err := New(Options{PublicURL: "https://bridge.example.com", Store: unusedStore{}, Entra: EntraOptions{OrgAccount: true}})
 	if err == nil {
 		t.Error("New with org_account and no client ID: no error")
 	}
-	_, err = New(Options{PublicURL: "https://bridge.example.com", Store: storeWithoutValues{}, Entra: EntraOptions{ClientID: entraClientID, Tenant: "not a tenant"}})
+	_, err = New(Options{PublicURL: "https://bridge.example.com", Store: unusedStore{}, Entra: EntraOptions{ClientID: entraClientID, Tenant: "not a tenant"}})
 	if err == nil {
 		t.Error("New with a malformed tenant: no error")
 	}
 }
 
-// storeWithoutValues is a Store that cannot cache on-behalf-of results.
-type storeWithoutValues struct{ Store }
+// unusedStore is a Store for options checks that never reach it.
+type unusedStore struct{ Store }
 
 func TestOBOCacheExpiresWithToken(t *testing.T) {
 	b := newEntraBridge(t, nil)

@@ -39,6 +39,8 @@ type Store interface {
 	RevokeFeedKey(ctx context.Context, subject, id string) error
 	PutOnce(ctx context.Context, kind string, value []byte, ttl time.Duration) (tokencache.Secret, error)
 	TakeOnce(ctx context.Context, kind, handle string) ([]byte, error)
+	PutValue(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
+	Value(ctx context.Context, kind, key string) ([]byte, error)
 	Allow(ctx context.Context, id string, perMinute int) (time.Duration, error)
 	Ping(ctx context.Context) error
 }
