@@ -334,6 +334,14 @@ func redisClient(cfg *Config) (redis.UniversalClient, error) {
 		uo.Password = o.Password
 		uo.TLSConfig = o.TLSConfig
 	}
+	if uo.MasterName == "" && len(uo.Addrs) > 1 {
+		// go-redis reloads a Cluster's slot map on MOVED or ASK, else only
+		// every 60 s. A master that crashed answers neither, so its slots
+		// would fail for a minute after its replica took over.
+		co := uo.Cluster()
+		co.ClusterStateReloadInterval = 2 * time.Second
+		return redis.NewClusterClient(co), nil
+	}
 	return redis.NewUniversalClient(uo), nil
 }
 
