@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -59,7 +60,11 @@ type entraBridge struct {
 	store    *tokencache.Store
 	upstream *upstreamLog
 	opts     EntraOptions
+	serve    Feed // the source's feed; zero: upstream.feed
 }
+
+// setServe replaces the source's feed; call it before the first request.
+func (b *entraBridge) setServe(f Feed) { b.serve = f }
 
 func newEntraBridge(t *testing.T, tweak func(o *EntraOptions, src *Source)) *entraBridge {
 	t.Helper()
@@ -78,7 +83,15 @@ func newEntraBridge(t *testing.T, tweak func(o *EntraOptions, src *Source)) *ent
 		ClientSecret: entraSecret,
 		OrgAccount:   true,
 	}
-	src := Source{Name: "k2", Kind: "odata", Auth: "user", Resource: "https://api.k2.com", Serve: up.feed}
+	b := &entraBridge{idp: idp, store: store, upstream: up}
+	src := Source{Name: "k2", Kind: "odata", Auth: "user", Resource: "https://api.k2.com",
+		Serve: func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+			if b.serve != nil {
+				b.serve(w, r, path, user, auth)
+				return
+			}
+			up.feed(w, r, path, user, auth)
+		}}
 	if tweak != nil {
 		tweak(&opts, &src)
 	}
@@ -89,7 +102,8 @@ func newEntraBridge(t *testing.T, tweak func(o *EntraOptions, src *Source)) *ent
 	srv.Config.Handler = s
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &entraBridge{url: public, idp: idp, store: store, upstream: up, opts: opts}
+	b.url, b.opts = public, opts
+	return b
 }
 
 func (b *entraBridge) do(t *testing.T, method, path string, header http.Header) (*http.Response, string) {
@@ -411,4 +425,69 @@ func ExampleEntraOptions_AdminConsentURL() {
 	fmt.Println(u)
 	// Output:
 	// https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/adminconsent?client_id=b1d2f3a4-3333-4c5d-8e9f-23456789abcd&redirect_uri=https%3A%2F%2Fbridge.example.com%2Foauth%2Fcallback&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default
+}
+
+// TestOrgAccountThroughRelay runs organizational accounts through the real
+// relay: paging reuses the on-behalf-of token, and an upstream 401 makes
+// one fresh exchange and one retry.
+func TestOrgAccountThroughRelay(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		seen    []string
+		reject  = map[string]bool{}
+		rejects int
+	)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		mu.Lock()
+		seen = append(seen, a)
+		bad := reject[a]
+		if strings.Contains(r.URL.RawQuery, "expire") && !bad && rejects == 0 {
+			// The upstream stops accepting the current token once.
+			reject[a], bad = true, true
+			rejects++
+		}
+		mu.Unlock()
+		if bad {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json;odata.metadata=minimal")
+		w.Header().Set("OData-Version", "4.0")
+		fmt.Fprintf(w, `{"@odata.context":"%s/$metadata#Items","value":[{"Id":1}]}`, "http://"+r.Host+"/api/odatav4/v4")
+	}))
+	defer up.Close()
+
+	b := newEntraBridge(t, nil)
+	relay, err := odata.NewRelay([]odata.Source{{Name: "k2", URL: up.URL + "/api/odatav4/v4/", PublicBase: b.url + "/odata/k2/"}},
+		odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ *odata.Source, err error) { WriteError(w, "4.0", err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.setServe(func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+		relay.Serve(w, r, "k2", path, user, auth)
+	})
+
+	tok := bearer(b.idp.token(t, tenantA, "alice", b.url, nil))
+	for i, q := range []string{"", "?$skiptoken=1000", "?$skiptoken=2000"} {
+		resp, body := b.do(t, http.MethodGet, "/odata/k2/Items"+q, tok)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, b.url+"/odata/k2/$metadata") {
+			t.Fatalf("page %d: status %d, body %s; want 200 with the bridge's links", i, resp.StatusCode, body)
+		}
+	}
+	if n := b.idp.oboCalls.Load(); n != 1 {
+		t.Errorf("OBO calls after three pages = %d, want 1", n)
+	}
+	resp, body := b.do(t, http.MethodGet, "/odata/k2/Items?expire=1", tok)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("after an upstream 401: status %d, body %s; want the retry's 200", resp.StatusCode, body)
+	}
+	if n := b.idp.oboCalls.Load(); n != 2 {
+		t.Errorf("OBO calls after the upstream 401 = %d, want 2 (one fresh exchange)", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 5 || seen[3] != seen[0] || seen[4] == seen[3] || !strings.HasPrefix(seen[4], "Bearer obo_alice_") {
+		t.Errorf("upstream saw %q; want the first token three times, then a new one", seen)
+	}
 }
