@@ -66,7 +66,7 @@ type entraBridge struct {
 // setServe replaces the source's feed; call it before the first request.
 func (b *entraBridge) setServe(f Feed) { b.serve = f }
 
-func newEntraBridge(t *testing.T, tweak func(o *EntraOptions, src *Source)) *entraBridge {
+func newEntraBridge(t testing.TB, tweak func(o *EntraOptions, src *Source)) *entraBridge {
 	t.Helper()
 	idp := newEntraIdP(t)
 	store, err := tokencache.New(tokencache.Options{})
@@ -489,5 +489,29 @@ func TestOrgAccountThroughRelay(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 5 || seen[3] != seen[0] || seen[4] == seen[3] || !strings.HasPrefix(seen[4], "Bearer obo_alice_") {
 		t.Errorf("upstream saw %q; want the first token three times, then a new one", seen)
+	}
+}
+
+// BenchmarkOrgAccountCachedPage measures a page of an organizational
+// account once the on-behalf-of token is cached: token verification, the
+// cache read and the feed.
+func BenchmarkOrgAccountCachedPage(b *testing.B) {
+	eb := newEntraBridge(b, nil)
+	tok := bearer(eb.idp.token(b, tenantA, "alice", eb.url, nil))
+	req, _ := http.NewRequest(http.MethodGet, eb.url+"/odata/k2/Items", nil)
+	req.Header = tok
+	for b.Loop() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	if n := eb.idp.oboCalls.Load(); n != 1 {
+		b.Errorf("OBO calls = %d, want 1", n)
 	}
 }

@@ -49,7 +49,7 @@ type entraIdP struct {
 	lastClient string
 }
 
-func newEntraIdP(t *testing.T) *entraIdP {
+func newEntraIdP(t testing.TB) *entraIdP {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -88,7 +88,7 @@ func tenantID(seg string) (string, bool) {
 }
 
 func (p *entraIdP) v2Issuer(tid string) string { return p.srv.URL + "/" + tid + "/v2.0" }
-func v1Issuer(tid string) string                { return "https://sts.windows.net/" + tid + "/" }
+func v1Issuer(tid string) string               { return "https://sts.windows.net/" + tid + "/" }
 
 func (p *entraIdP) discovery(v2 bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +136,7 @@ func (p *entraIdP) claims(tid, oid, aud string) map[string]any {
 
 // sign signs claims with alg and key (RS256 with the provider's key by
 // default), with the provider's key ID.
-func (p *entraIdP) sign(t *testing.T, claims map[string]any, alg jose.SignatureAlgorithm, key any) string {
+func (p *entraIdP) sign(t testing.TB, claims map[string]any, alg jose.SignatureAlgorithm, key any) string {
 	t.Helper()
 	if key == nil {
 		key = p.key
@@ -154,7 +154,7 @@ func (p *entraIdP) sign(t *testing.T, claims map[string]any, alg jose.SignatureA
 }
 
 // token is a valid access token of tid's user oid to aud.
-func (p *entraIdP) token(t *testing.T, tid, oid, aud string, override map[string]any) string {
+func (p *entraIdP) token(t testing.TB, tid, oid, aud string, override map[string]any) string {
 	t.Helper()
 	c := p.claims(tid, oid, aud)
 	maps.Copy(c, override)
