@@ -14,6 +14,11 @@ func checkPath(escaped string) error {
 	if strings.HasPrefix(escaped, "/") || strings.Contains(escaped, "//") {
 		return fmt.Errorf("%w: empty path segment", ErrBadRequest)
 	}
+	if strings.ContainsAny(escaped, "#?") {
+		// A request path never carries these unescaped; a URL parser
+		// upstream would cut the path there.
+		return fmt.Errorf("%w: unescaped '#' or '?' in path", ErrBadRequest)
+	}
 	p := escaped
 	for range 3 {
 		if strings.ContainsAny(p, `\`) || strings.Contains(p, "://") || strings.HasPrefix(p, "/") {
@@ -25,6 +30,10 @@ func checkPath(escaped string) error {
 			}
 		}
 		for seg := range strings.SplitSeq(p, "/") {
+			// An upstream that decodes once more may end the path at '#' or '?'.
+			if i := strings.IndexAny(seg, "#?"); i >= 0 {
+				seg = seg[:i]
+			}
 			if seg == "." || seg == ".." {
 				return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
 			}
