@@ -45,6 +45,7 @@ type bridgeConfig struct {
 	Sources        []source    // zero: the demo's OData v4 source "smartobjects"
 	HotCacheTTL    string      // zero: 1s
 	TrustedProxies []string
+	RateLimit      int // rate_limit.per_key_per_minute; zero: off, so load and fault runs are not throttled
 }
 
 // bridge is one running bridge process.
@@ -125,6 +126,7 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 		"idp":              idp,
 		"sources":          sources,
 		"session":          map[string]any{"hot_cache_ttl": hot},
+		"rate_limit":       map[string]any{"per_key_per_minute": cfg.RateLimit},
 	}
 	if len(cfg.TrustedProxies) > 0 {
 		doc["trusted_proxies"] = cfg.TrustedProxies
