@@ -15,10 +15,10 @@ type backend interface {
 	exists(ctx context.Context, key string) (bool, error)
 	set(ctx context.Context, key string, val []byte, ttl time.Duration, mode setMode) (bool, error)
 	cas(ctx context.Context, key string, old, val []byte, ttl time.Duration) (bool, error) // write only if key holds old
-	delIf(ctx context.Context, key string, val []byte) (bool, error)                        // compare and delete
+	delIf(ctx context.Context, key string, val []byte) (bool, error)                       // compare and delete
 	del(ctx context.Context, keys ...string) error
 	expire(ctx context.Context, key string, ttl time.Duration) error
-	take(ctx context.Context, key, marker string) ([]byte, bool, error) // value, and whether this was the first take
+	take(ctx context.Context, key, marker string) ([]byte, bool, error)                 // value, and whether this was the first take
 	renew(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) // extend if key holds val
 	ping(ctx context.Context) error
 }

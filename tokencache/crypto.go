@@ -108,18 +108,23 @@ func aad(key, subject string) []byte {
 	return append(b, subject...)
 }
 
-// seal encrypts plain with the newest key, bound to the Redis key and subject.
+// seal encrypts plain with the newest key and a random nonce, bound to the Redis key
+// and subject.
 func (r *keyring) seal(plain []byte, key, subject string) []byte {
+	var nonce [12]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return r.sealNonce(plain, key, subject, nonce)
+}
+
+func (r *keyring) sealNonce(plain []byte, key, subject string, nonce [12]byte) []byte {
 	k := &r.keys[0]
 	out := make([]byte, 0, 2+len(k.id)+12+len(plain)+16)
 	out = append(out, sealVersion, byte(len(k.id)))
 	out = append(out, k.id...)
-	nonce := out[len(out) : len(out)+12]
-	if _, err := rand.Read(nonce); err != nil {
-		panic(err) // crypto/rand never fails on supported platforms
-	}
-	out = out[:len(out)+12]
-	return k.aead.Seal(out, nonce, plain, aad(key, subject))
+	out = append(out, nonce[:]...)
+	return k.aead.Seal(out, nonce[:], plain, aad(key, subject))
 }
 
 // open decrypts a value sealed by seal under any configured key. It never returns data

@@ -211,4 +211,3 @@ func (e *env) cleanup(t testing.TB) {
 		e.client.Del(ctx, k)
 	}
 }
-
