@@ -95,9 +95,12 @@ func (s *Store) FeedKeys(ctx context.Context, subject string) ([]KeyInfo, error)
 		return nil, err
 	}
 	out := []KeyInfo{}
+	var dead []string
+	defer func() { s.pruneIndex(ctx, subject, dead) }()
 	for _, sid := range sids {
 		rec, _, err := s.readSession(ctx, sid)
 		if errors.Is(err, ErrNotFound) {
+			dead = append(dead, sid)
 			continue
 		}
 		if err != nil {

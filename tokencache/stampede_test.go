@@ -68,8 +68,9 @@ func TestTokenStampede(t *testing.T) {
 func TestTokenSlowProvider(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		p := startProvider(t)
-		p.delay.Store(int64(800 * time.Millisecond))
-		opts := Options{Refresher: p.refresher(), LockTTL: 150 * time.Millisecond}
+		// 2.5 leases long; a lease of 1 s survives a busy CI machine's scheduling stalls.
+		p.delay.Store(int64(2500 * time.Millisecond))
+		opts := Options{Refresher: p.refresher(), LockTTL: time.Second}
 		a, b := e.store(t, opts), e.store(t, opts)
 		tok := p.signIn(t)
 		sid, err := a.CreateSession(ctx, Session{Subject: "sub-1", AccessToken: Secret(tok.AccessToken),

@@ -306,7 +306,34 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) (string, error)
 		_ = s.b.del(context.WithoutCancel(ctx), key)
 		return "", err
 	}
+	// Sessions that expired on their own are still listed; a sign-in is rare enough to
+	// drop them here, so the index stays as long as the subject's live sessions.
+	if sids, err := s.indexSIDs(ctx, sess.Subject); err == nil {
+		s.pruneIndex(ctx, sess.Subject, sids)
+	}
 	return sid, nil
+}
+
+// pruneIndex removes from a subject's index the sessions that no longer exist.
+func (s *Store) pruneIndex(ctx context.Context, subject string, sids []string) {
+	var dead []string
+	for _, sid := range sids {
+		ok, err := s.b.exists(ctx, s.sessionKey(sid))
+		if err != nil {
+			return
+		}
+		if !ok {
+			dead = append(dead, sid)
+		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	if err := s.indexUpdate(ctx, subject, func(sids []string) []string {
+		return slices.DeleteFunc(sids, func(x string) bool { return slices.Contains(dead, x) })
+	}); err != nil {
+		s.log.Warn("tokencache: pruning a subject's index failed", "err", err)
+	}
 }
 
 // Session returns a session with its provider tokens.
@@ -381,6 +408,7 @@ func (s *Store) EndSubject(ctx context.Context, subject string) error {
 			return err
 		}
 	}
+	s.pruneIndex(ctx, subject, sids) // sessions that had expired on their own
 	return nil
 }
 

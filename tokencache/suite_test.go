@@ -723,3 +723,22 @@ func TestNothingInClearAtRest(t *testing.T) {
 		}
 	})
 }
+
+// Sessions that expire on their own leave the subject index on the next sign-in.
+func TestIndexPrunesExpiredSessions(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		s := e.store(t, Options{})
+		sid1 := newSession(t, s, "sub-1")
+		if err := s.b.del(ctx, s.sessionKey(sid1)); err != nil { // as a TTL would
+			t.Fatal(err)
+		}
+		sid2 := newSession(t, s, "sub-1")
+		got, err := s.indexSIDs(ctx, "sub-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{sid2}, got); diff != "" {
+			t.Errorf("index (-want +got):\n%s", diff)
+		}
+	})
+}
