@@ -3,7 +3,6 @@ package demo
 import (
 	"encoding/json"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -27,12 +26,9 @@ func keysOf(m map[string]any, prefix string) []string {
 }
 
 // TestTaskFieldsMatchK2 compares a task's JSON names with K2's documented
-// GET tasks example, kept in testdata.
+// GET tasks example from the shared fixture set.
 func TestTaskFieldsMatchK2(t *testing.T) {
-	raw, err := os.ReadFile("testdata/k2-workflow-tasks-swagger-example.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFixture(t, k2SwaggerExample)
 	var doc map[string]any
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -672,10 +671,7 @@ func TestUpstreamValueForms(t *testing.T) {
 }
 
 func TestSwaggerExampleFixture(t *testing.T) {
-	body, err := os.ReadFile("testdata/k2-workflow-tasks-swagger-example.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := readFixture(t, k2SwaggerExample)
 	u := newK2Upstream(t)
 	u.body = string(body)
 	s := newTestService(t, u, nil)
