@@ -172,8 +172,8 @@ type Session struct {
 	ID                        string    // set by CreateSession
 	Subject, Name, Email      string    // from the ID token
 	AccessToken, RefreshToken Secret    // the identity provider's
-	Expiry                    time.Time // of the provider access token; zero: unknown
-	CreatedAt, LastUsed       time.Time
+	Expiry                    time.Time // of the provider access token; zero: unknown; stored to the second
+	CreatedAt, LastUsed       time.Time // stored to the second
 }
 
 // Tokens are bridge tokens handed to a client (opaque, random, never the provider's).
