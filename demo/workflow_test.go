@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/odata-bridge/bridge/internal/fixtures"
 )
 
 // keysOf returns the sorted keys of a JSON object, recursing into nested
@@ -28,7 +30,7 @@ func keysOf(m map[string]any, prefix string) []string {
 // TestTaskFieldsMatchK2 compares a task's JSON names with K2's documented
 // GET tasks example from the shared fixture set.
 func TestTaskFieldsMatchK2(t *testing.T) {
-	raw := readFixture(t, k2SwaggerExample)
+	raw := fixtures.Read(t, fixtures.K2TasksExample)
 	var doc map[string]any
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)

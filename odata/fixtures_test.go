@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/odata-bridge/bridge/internal/fixtures"
 )
 
 const olingoV4 = "http://localhost:${tomcat.servlet.port}/stub/StaticService/V40/Static.svc/"
@@ -86,7 +88,7 @@ func replaceBases(b []byte, from, to []string) []byte {
 // TestFixtures relays every shared OData payload and checks that links are rewritten
 // and every other byte is identical.
 func TestFixtures(t *testing.T) {
-	files := odataFixtures(t)
+	files := fixtures.OData(t)
 	cased := map[string]bool{}
 	for _, gc := range fixtureCases {
 		cased[gc.file] = true

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/odata-bridge/bridge/internal/fixtures"
 )
 
 // replaceRef is the specification of the Rewriter: leftmost, longest at equal starts,
@@ -122,7 +124,7 @@ func TestRewriterReplaceAll(t *testing.T) {
 }
 
 func fuzzRewrite(f *testing.F, ext string, from []string) {
-	fixtureSeeds(f, ext, uint8(7), uint8(3))
+	fixtures.SeedOData(f, ext, uint8(7), uint8(3))
 	f.Add([]byte(`"http://up/svc/" "http:\/\/up\/svc\/X" http://up/sv`), uint8(1), uint8(2))
 	f.Add([]byte(`HTTP://UP/SVC/x http://up/svc/ HTTP:\/\/UP\/SVC\/ HTTP://UP/S`), uint8(3), uint8(5))
 	f.Fuzz(func(t *testing.T, in []byte, a, b uint8) {

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/odata-bridge/bridge/odata"
+
+	"github.com/odata-bridge/bridge/internal/fixtures"
 )
 
 func fuzzService(t testing.TB) *Service {
@@ -98,7 +100,7 @@ func FuzzUpstreamBody(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	fixtureSeed(f, k2SwaggerExample)
+	fixtures.Seed(f, fixtures.K2TasksExample)
 	s := fuzzService(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, es := range s.sets[:2] {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/odata-bridge/bridge/internal/fixtures"
 )
 
 func TestEntitySet(t *testing.T) {
@@ -671,7 +673,7 @@ func TestUpstreamValueForms(t *testing.T) {
 }
 
 func TestSwaggerExampleFixture(t *testing.T) {
-	body := readFixture(t, k2SwaggerExample)
+	body := fixtures.Read(t, fixtures.K2TasksExample)
 	u := newK2Upstream(t)
 	u.body = string(body)
 	s := newTestService(t, u, nil)
