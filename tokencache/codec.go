@@ -338,10 +338,10 @@ func (d *rbuf) token() string {
 		d.fail()
 		return ""
 	}
-	var sb strings.Builder
+	var out []byte
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		if i > 0 {
-			sb.WriteByte('.')
+			out = append(out, '.')
 		}
 		if len(d.b) == 0 {
 			d.fail()
@@ -351,7 +351,7 @@ func (d *rbuf) token() string {
 		d.b = d.b[1:]
 		switch kind {
 		case 0:
-			sb.WriteString(d.str())
+			out = append(out, d.bytes()...)
 		case 1, 2:
 			raw := d.bytes()
 			if kind == 2 && d.err == nil {
@@ -361,7 +361,10 @@ func (d *rbuf) token() string {
 					break
 				}
 			}
-			sb.WriteString(base64.RawURLEncoding.EncodeToString(raw))
+			if out == nil {
+				out = make([]byte, 0, 2*len(d.b)) // room for the whole token in one go
+			}
+			out = base64.RawURLEncoding.AppendEncode(out, raw)
 		default:
 			d.fail()
 		}
@@ -369,7 +372,7 @@ func (d *rbuf) token() string {
 	if d.err != nil {
 		return ""
 	}
-	return sb.String()
+	return string(out)
 }
 
 func (d *rbuf) done() error {

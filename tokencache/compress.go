@@ -47,9 +47,10 @@ func inflateJSON(p []byte) ([]byte, bool) {
 	if err := r.(flate.Resetter).Reset(bytes.NewReader(p), []byte(jwtDictV1)); err != nil {
 		return nil, false
 	}
-	out, err := io.ReadAll(io.LimitReader(r, maxInflated+1))
-	if err != nil || len(out) > maxInflated {
+	var out bytes.Buffer
+	out.Grow(3 * len(p))
+	if _, err := out.ReadFrom(io.LimitReader(r, maxInflated+1)); err != nil || out.Len() > maxInflated {
 		return nil, false
 	}
-	return out, true
+	return out.Bytes(), true
 }
