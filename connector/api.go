@@ -1,11 +1,17 @@
 package connector
 
 import (
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
+	"github.com/gin-gonic/gin/binding"
 
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -90,10 +96,22 @@ type createKeyRequest struct {
 	Name string `json:"name" binding:"required,min=1,max=100"`
 }
 
+// maxKeyBody bounds the body of POST /api/keys, whose name is at most 100
+// characters.
+const maxKeyBody = 4 << 10
+
 func (s *Server) createKey(c *gin.Context) {
 	var req createKeyRequest
-	if err := c.ShouldBindJSON(&req); err != nil {
-		c.JSON(http.StatusBadRequest, gin.H{"error": gin.H{"code": "BadRequest", "message": `The body must be JSON {"name": "…"} with a name of 1 to 100 characters.`}})
+	// The raw body is checked first: the JSON decoder would turn invalid
+	// UTF-8 into U+FFFD, and an unbounded body would be read whole.
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxKeyBody))
+	if err == nil && utf8.Valid(raw) {
+		err = binding.JSON.BindBody(raw, &req)
+	} else if err == nil {
+		err = errors.New("invalid UTF-8")
+	}
+	if err != nil || strings.IndexFunc(req.Name, unicode.IsControl) >= 0 {
+		c.JSON(http.StatusBadRequest, gin.H{"error": gin.H{"code": "BadRequest", "message": `The body must be JSON {"name": "…"} with a name of 1 to 100 printable characters.`}})
 		return
 	}
 	sid, _, err := s.subjectOf(c)

@@ -81,6 +81,33 @@ func validVerifier(v string) bool {
 	return true
 }
 
+// validChallenge checks an S256 code challenge: the unpadded base64url
+// form of a SHA-256 digest, 43 characters (RFC 7636 §4.2).
+func validChallenge(ch string) bool {
+	if len(ch) != 43 {
+		return false
+	}
+	for i := 0; i < len(ch); i++ {
+		c := ch[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validState checks a client's state: RFC 6749 Appendix A.5 allows only
+// VSCHAR (%x20-7E), so control characters and bytes beyond ASCII are
+// refused before anything is stored.
+func validState(state string) bool {
+	for i := 0; i < len(state); i++ {
+		if state[i] < 0x20 || state[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // registeredRedirect reports whether uri is one of the client's redirect
 // URIs. RFC 9700 §2.1: exact string comparison, nothing else.
 func (cl Client) registeredRedirect(uri string) bool {
@@ -155,6 +182,10 @@ func (s *Server) authorize(c *gin.Context) {
 	state := q.Get("state")
 	// From here on errors go back to the client's registered redirect URI.
 	switch {
+	case !validState(state):
+		// Not echoed back: it is what the check refused.
+		redirectError(c, redirectURI, "", "invalid_request", "state must be printable ASCII")
+		return
 	case q.Get("response_type") != "code":
 		redirectError(c, redirectURI, state, "unsupported_response_type", "response_type must be code")
 		return
@@ -164,7 +195,7 @@ func (s *Server) authorize(c *gin.Context) {
 	case q.Get("code_challenge_method") != "S256":
 		redirectError(c, redirectURI, state, "invalid_request", "code_challenge_method must be S256")
 		return
-	case len(q.Get("code_challenge")) != 43:
+	case !validChallenge(q.Get("code_challenge")):
 		redirectError(c, redirectURI, state, "invalid_request", "code_challenge must be a base64url SHA-256 value")
 		return
 	}
