@@ -25,7 +25,7 @@ func TestIdentityProviderFaults(t *testing.T) {
 	world := startWorld(t, demo.Options{AccessTTL: shortAccessTTL})
 	proxy := startIdPProxy(t, world)
 	keys := newEncryptionKeys("sys1")
-	redisURL := storeRedisURL(t)
+	redisURL := startRedis(t).URL() // private: these sessions need no cleaning up
 	bridges := []*bridge{
 		startBridge(t, bridgeConfig{World: world, RedisURL: redisURL, EncryptionKeys: keys, TokenURL: proxy.URL()}),
 		startBridge(t, bridgeConfig{World: world, RedisURL: redisURL, EncryptionKeys: keys, TokenURL: proxy.URL()}),
@@ -113,7 +113,7 @@ func TestIdentityProviderSlowPastLockTTL(t *testing.T) {
 	proxy := startIdPProxy(t, world)
 	up := startFaultUpstream(t)
 	keys := newEncryptionKeys("sys1")
-	redisURL := storeRedisURL(t)
+	redisURL := startRedis(t).URL() // private: these sessions need no cleaning up
 	sources := []source{{Name: "faulty", URL: up.Base(), Auth: "user"}}
 	var bridges []*bridge
 	for range 3 {
