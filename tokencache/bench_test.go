@@ -220,4 +220,3 @@ func (e *env) cleanupFast(b *testing.B) {
 		c.Unlink(ctx, batch...)
 	}
 }
-
