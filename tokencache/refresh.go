@@ -40,7 +40,8 @@ func (s *Store) Token(ctx context.Context, sessionID string) (Secret, error) {
 }
 
 // Renew is called after the upstream refused a token with 401: it refreshes, unless the
-// session's token already differs from stale (another request renewed it first).
+// session's token already differs from stale (another request renewed it first) and is
+// fresh.
 func (s *Store) Renew(ctx context.Context, sessionID string, stale Secret) (Secret, error) {
 	s.hot.del(hotKey{hotToken, sessionID})
 	if !validID(sessionID, sessionIDLen) {
@@ -48,7 +49,7 @@ func (s *Store) Renew(ctx context.Context, sessionID string, stale Secret) (Secr
 	}
 	return s.flight(ctx, "r\x00"+sessionID+"\x00"+string(stale), func(ctx context.Context) (string, error) {
 		return s.obtain(ctx, sessionID, false, func(r *sessionRecord) bool {
-			return r.AccessToken != "" && r.AccessToken != string(stale)
+			return r.AccessToken != string(stale) && s.fresh(r)
 		})
 	})
 }

@@ -458,6 +458,7 @@ func TestTokenRefresh(t *testing.T) {
 			t.Errorf("refresh tokens sent (-want +got):\n%s", diff)
 		}
 		// Renew refreshes a token the upstream refused, and only that token.
+		r.expiry = clk.Now().Add(time.Hour)
 		got, err := s.Renew(ctx, sid, "at-2")
 		if err != nil || got != "at-3" {
 			t.Fatalf("Renew(current): got %q, %v; want a new token", string(got), err)
