@@ -46,6 +46,8 @@ type bridgeConfig struct {
 	HotCacheTTL    string      // zero: 1s
 	TrustedProxies []string
 	RateLimit      int // rate_limit.per_key_per_minute; zero: off, so load and fault runs are not throttled
+	AccessTTL      string // session.access_ttl; zero: the default
+	RefreshTTL     string // session.refresh_ttl; zero: the default
 }
 
 // bridge is one running bridge process.
@@ -110,6 +112,13 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	if hot == "" {
 		hot = "1s"
 	}
+	session := map[string]any{"hot_cache_ttl": hot}
+	if cfg.AccessTTL != "" {
+		session["access_ttl"] = cfg.AccessTTL
+	}
+	if cfg.RefreshTTL != "" {
+		session["refresh_ttl"] = cfg.RefreshTTL
+	}
 	idp := map[string]any{
 		"issuer":    cfg.World.Issuer,
 		"client_id": cfg.World.ClientID,
@@ -125,7 +134,7 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 		"log":              map[string]any{"level": "info", "format": "json"},
 		"idp":              idp,
 		"sources":          sources,
-		"session":          map[string]any{"hot_cache_ttl": hot},
+		"session":          session,
 		"rate_limit":       map[string]any{"per_key_per_minute": cfg.RateLimit},
 	}
 	if len(cfg.TrustedProxies) > 0 {
