@@ -51,6 +51,14 @@ func NewRedisClient(cfg RedisConfig) (redis.UniversalClient, error) {
 	opts.PoolSize = 32 * runtime.GOMAXPROCS(0)
 	opts.MinIdleConns = 2
 	opts.MaxRetries = 1
+	if opts.MasterName == "" && len(opts.Addrs) > 1 {
+		// go-redis reloads a Cluster's slot map on MOVED or ASK, else only
+		// every 60 s. A master that crashed answers neither, so its slots
+		// would fail for a minute after its replica took over.
+		co := opts.Cluster()
+		co.ClusterStateReloadInterval = 2 * time.Second
+		return redis.NewClusterClient(co), nil
+	}
 	return redis.NewUniversalClient(opts), nil
 }
 

@@ -5,13 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"time"
 
@@ -110,7 +108,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	)
 	if cfg.Redis.URL != "" || len(cfg.Redis.Addrs) > 0 {
 		var err error
-		if rdb, err = redisClient(cfg); err != nil {
+		if rdb, err = tokencache.NewRedisClient(tokencache.RedisConfig{
+			URL: cfg.Redis.URL, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
+		}); err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
 		storeKind = "redis"
@@ -310,39 +310,6 @@ func restClient(headerTimeout time.Duration) *http.Client {
 	t.ResponseHeaderTimeout = headerTimeout
 	t.MaxIdleConnsPerHost = 32
 	return &http.Client{Transport: t}
-}
-
-// redisClient builds the universal client: standalone from redis.url,
-// Cluster from several addrs, Sentinel from addrs with master_name.
-func redisClient(cfg *Config) (redis.UniversalClient, error) {
-	uo := &redis.UniversalOptions{
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  time.Second,
-		WriteTimeout: time.Second,
-		PoolSize:     16 * runtime.GOMAXPROCS(0),
-		MasterName:   cfg.Redis.MasterName,
-		Addrs:        cfg.Redis.Addrs,
-	}
-	if cfg.Redis.URL != "" {
-		o, err := redis.ParseURL(cfg.Redis.URL)
-		if err != nil {
-			return nil, errors.New("redis.url: cannot be parsed as a redis:// or rediss:// URL")
-		}
-		uo.Addrs = []string{o.Addr}
-		uo.DB = o.DB
-		uo.Username = o.Username
-		uo.Password = o.Password
-		uo.TLSConfig = o.TLSConfig
-	}
-	if uo.MasterName == "" && len(uo.Addrs) > 1 {
-		// go-redis reloads a Cluster's slot map on MOVED or ASK, else only
-		// every 60 s. A master that crashed answers neither, so its slots
-		// would fail for a minute after its replica took over.
-		co := uo.Cluster()
-		co.ClusterStateReloadInterval = 2 * time.Second
-		return redis.NewClusterClient(co), nil
-	}
-	return redis.NewUniversalClient(uo), nil
 }
 
 // derive returns a 32-byte key for one purpose from the first encryption
