@@ -82,15 +82,20 @@ func (s *Server) feed(c *gin.Context) {
 	src.Serve(c.Writer, r, path, user, auth)
 }
 
-// allow applies rate_limit.per_key_per_minute to the caller's session,
-// shared by all replicas. Over the limit the caller gets 429 with the
+// allow applies rate_limit.per_key_per_minute to the caller's feed key or
+// session, shared by all replicas. Over the limit the caller gets 429 with the
 // Retry-After that Power Query honours. A store failure lets the request
 // through: the limit protects the upstream, it must not cause an outage.
 func (s *Server) allow(c *gin.Context, sid, version string) bool {
 	if s.opts.RateLimit <= 0 || sid == "" {
 		return true
 	}
-	wait, err := s.opts.Store.Allow(c.Request.Context(), "session:"+sid, s.opts.RateLimit)
+	// A feed key is limited on its own; a bearer token by its session.
+	id := "session:" + sid
+	if cr, err := s.callerCredential(c.Request); err == nil && cr.kind == "key" {
+		id = "key:" + cr.value // the store keeps only an HMAC of it
+	}
+	wait, err := s.opts.Store.Allow(c.Request.Context(), id, s.opts.RateLimit)
 	if err != nil {
 		s.log.WarnContext(c.Request.Context(), "rate limit not checked", slog.Any("error", err))
 		return true

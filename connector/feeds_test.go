@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -142,5 +143,39 @@ func TestRateLimit(t *testing.T) {
 	b.clock.Advance(time.Minute)
 	if resp, _ := b.get(t, "/odata/test/x", bearer(access)); resp.StatusCode != http.StatusOK {
 		t.Errorf("next window: status %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestRateLimitPerKey(t *testing.T) {
+	b := newBridge(t, nil, func(o *Options) { o.RateLimit = 20 })
+	access, _ := b.signIn(t)
+	sid, err := b.store.Authenticate(context.Background(), access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k1, err := b.store.CreateFeedKey(context.Background(), sid, "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k2, err := b.store.CreateFeedKey(context.Background(), sid, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	basic := func(k string) http.Header {
+		return http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+k))}}
+	}
+	count := func(h http.Header) (ok int) {
+		for range 30 {
+			if resp, _ := b.get(t, "/odata/test/x", h); resp.StatusCode == http.StatusOK {
+				ok++
+			}
+		}
+		return ok
+	}
+	if n := count(basic(string(k1))); n != 20 {
+		t.Errorf("key one: %d of 30 allowed at 20 a minute, want 20", n)
+	}
+	if n := count(basic(string(k2))); n != 20 {
+		t.Errorf("key two of the same session: %d of 30 allowed, want its own 20", n)
 	}
 }
