@@ -57,7 +57,8 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	go func() {
 		defer wg.Done()
 		key, err := demoFeedKey(ctx, public, world, "alice")
-		printDemo(stdout, cfg, world, key, err)
+		upstream, _ := world.AccessToken(ctx, "alice")
+		printDemo(stdout, cfg, world, key, err, upstream)
 	}()
 	err = serve(ctx, cfg, stdout, ln)
 	wg.Wait()
@@ -87,7 +88,7 @@ func demoConfig(world *demo.World, public string) (*Config, error) {
 	return cfg, nil
 }
 
-func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr error) {
+func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr error, upstreamToken string) {
 	p := cfg.PublicURL
 	fmt.Fprintf(w, "\nOData Bridge demo is running at %s\n\n", p)
 	fmt.Fprintf(w, "  Sign-in page:   %s/   (choose %s at the demo identity provider, no password)\n", p, strings.Join(world.Users, " or "))
@@ -105,6 +106,10 @@ func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr e
 	}
 	fmt.Fprintf(w, "\nThe sample upstream (needs a token from the demo identity provider):\n")
 	fmt.Fprintf(w, "  OData v4: %s\n  OData v3: %s\n  Workflow: %s\n", world.ODataV4URL, world.ODataV3URL, world.WorkflowURL)
+	if upstreamToken != "" {
+		fmt.Fprintf(w, "A token of alice from the demo identity provider (valid for 10 minutes) reads it directly:\n")
+		fmt.Fprintf(w, "  curl -H 'Authorization: Bearer %s' '%sCustomers?$top=3'\n", upstreamToken, world.ODataV4URL)
+	}
 	fmt.Fprintf(w, "\nPress Ctrl-C to stop.\n\n")
 }
 
