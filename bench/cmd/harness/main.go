@@ -11,7 +11,9 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -126,7 +128,7 @@ type config struct {
 }
 
 // sections are the measurements, in order; -only picks some.
-var sections = []string{"small", "pages", "large", "clients", "tokens"}
+var sections = []string{"small", "pages", "large", "clients", "tokens", "profile"}
 
 // runHarness is the default command: start everything, measure, write the report.
 func runHarness(ctx context.Context, args []string, log io.Writer) error {
@@ -194,6 +196,8 @@ func runHarness(ctx context.Context, args []string, log io.Writer) error {
 			err = measureClients(ctx, &c, env, rep, logf)
 		case "tokens":
 			err = measureTokens(ctx, &c, env, rep, logf)
+		case "profile":
+			err = measureProfile(ctx, &c, env, rep, logf)
 		}
 		if err != nil {
 			rep.note("%s: %v", s, err)
@@ -255,8 +259,8 @@ type env struct {
 	bridges  []*bridgeProc
 	targets  map[string]*target
 	order    []string // target names in report order
-	rdb      *redis.Client
-	notes    []string
+	notes     []string
+	bridgeBin string // the binary built with the pprof overlay; empty: none
 }
 
 // bridgeProc is one running bridge with a signed-in session.
@@ -264,8 +268,9 @@ type bridgeProc struct {
 	name   string
 	public string
 	proc   *proc
-	token  string // a bridge access token
-	extra  []string
+	token  string   // a bridge access token
+	extra  []string // the token-cache run's sessions, revoked on close
+	pprof  string   // address of the pprof listener; empty: none
 }
 
 // start brings up the upstream, the baselines and the bridges.
@@ -278,12 +283,13 @@ func start(ctx context.Context, c *config, logf func(string, ...any)) (*env, err
 	bin := c.bridge
 	if bin == "" {
 		bin = filepath.Join(c.work, "bridge")
-		logf("building ./cmd/bridge into %s", bin)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/bridge")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return e, fmt.Errorf("go build ./cmd/bridge (run from the repository root, or pass -bridge): %w", err)
+		logf("building ./cmd/bridge, with a pprof listener added by -overlay, into %s", bin)
+		if err := buildBridge(ctx, c.work, bin); err != nil {
+			return e, err
 		}
+		e.bridgeBin = bin
+	} else {
+		e.notes = append(e.notes, "The bridge binary was given with -bridge, so it has no pprof listener and no profile was taken.")
 	}
 
 	ua, err := freeAddr()
@@ -335,7 +341,13 @@ func start(ctx context.Context, c *config, logf func(string, ...any)) (*env, err
 		}
 	}
 	for i, s := range stores {
-		b, err := startBridge(ctx, c.work, fmt.Sprintf("bridge-%d", i), bin, base, s.url, e.world)
+		pprofAddr := ""
+		if e.bridgeBin != "" {
+			if pprofAddr, err = freeAddr(); err != nil {
+				return e, err
+			}
+		}
+		b, err := startBridge(ctx, c.work, fmt.Sprintf("bridge-%d", i), bin, base, s.url, e.world, pprofAddr)
 		if err != nil {
 			return e, err
 		}
@@ -423,6 +435,33 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
+//go:embed pprof_overlay.go.txt
+var pprofOverlay []byte
+
+// buildBridge builds ./cmd/bridge into bin with pprof_overlay.go.txt added as
+// one more file of the package (go build -overlay), so the sources stay as they are.
+func buildBridge(ctx context.Context, dir, bin string) error {
+	wd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	src := filepath.Join(dir, "zz_bench_pprof.go")
+	if err := os.WriteFile(src, pprofOverlay, 0o644); err != nil {
+		return err
+	}
+	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(wd, "cmd", "bridge", "zz_bench_pprof.go"): src}})
+	ovf := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(ovf, ov, 0o644); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", ovf, "-o", bin, "./cmd/bridge")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/bridge (run from the repository root, or pass -bridge): %w", err)
+	}
+	return nil
+}
+
 // startNginx writes a proxy_pass config (1 worker, keepalive upstream, no
 // sub_filter) and starts nginx in the foreground.
 func startNginx(ctx context.Context, dir, listen, upstream string) (*proc, error) {
@@ -471,7 +510,7 @@ http {
 
 // startBridge writes a config for the bridge binary bin (memory store when
 // redisURL is empty), starts it, and signs in once through its OAuth endpoint.
-func startBridge(ctx context.Context, dir, name, bin, upstream, redisURL string, w *demo.World) (*bridgeProc, error) {
+func startBridge(ctx context.Context, dir, name, bin, upstream, redisURL string, w *demo.World, pprofAddr string) (*bridgeProc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -499,11 +538,15 @@ rate_limit: {per_key_per_minute: 0}
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startProc(ctx, dir, name, public+"/healthz", []string{bin, "serve", "--config", cf}, nil)
+	var env []string
+	if pprofAddr != "" {
+		env = append(env, "BRIDGE_BENCH_PPROF="+pprofAddr)
+	}
+	p, err := startProc(ctx, dir, name, public+"/healthz", []string{bin, "serve", "--config", cf}, env)
 	if err != nil {
 		return nil, err
 	}
-	b := &bridgeProc{public: public, proc: p}
+	b := &bridgeProc{public: public, proc: p, pprof: pprofAddr}
 	client := &http.Client{Timeout: 30 * time.Second}
 	if b.token, err = signIn(ctx, client, public); err != nil {
 		p.stop()

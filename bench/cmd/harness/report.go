@@ -20,6 +20,7 @@ type report struct {
 // table is one Markdown table with a title and an explanation.
 type table struct {
 	title, text string
+	code        string // a preformatted block instead of a table, when cols is empty
 	cols        []string
 	rows        [][]string
 }
@@ -50,6 +51,11 @@ func (r *report) table(title, text string, cols ...string) *table {
 	return t
 }
 
+// code adds a preformatted block to the report.
+func (r *report) code(title, text, code string) {
+	r.tables = append(r.tables, &table{title: title, text: text, code: code})
+}
+
 // row adds a row to t.
 func (t *table) row(cells ...string) { t.rows = append(t.rows, cells) }
 
@@ -67,6 +73,10 @@ func (r *report) String() string {
 	b.WriteString("# Harness run\n\n")
 	b.WriteString(r.head.String())
 	for _, t := range r.tables {
+		if len(t.cols) == 0 {
+			fmt.Fprintf(&b, "## %s\n\n%s\n\n```\n%s\n```\n\n", t.title, t.text, t.code)
+			continue
+		}
 		fmt.Fprintf(&b, "## %s\n\n%s\n\n| %s |\n|%s\n", t.title, t.text, strings.Join(t.cols, " | "), strings.Repeat("---|", len(t.cols)))
 		for _, row := range t.rows {
 			for len(row) < len(t.cols) {
