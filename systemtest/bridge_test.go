@@ -45,7 +45,7 @@ type bridgeConfig struct {
 	Sources        []source    // zero: the demo's OData v4 source "smartobjects"
 	HotCacheTTL    string      // zero: 1s
 	TrustedProxies []string
-	RateLimit      int // rate_limit.per_key_per_minute; zero: off, so load and fault runs are not throttled
+	RateLimit      int    // rate_limit.per_key_per_minute; zero: off, so load and fault runs are not throttled
 	AccessTTL      string // session.access_ttl; zero: the default
 	RefreshTTL     string // session.refresh_ttl; zero: the default
 }

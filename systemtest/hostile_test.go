@@ -172,7 +172,7 @@ func TestHostileInput(t *testing.T) {
 		{"scheme only", rig.request("GET", feed, []string{"Authorization: Bearer"}, ""), []int{401}},
 		{"api_key twice", rig.request("GET", feed+"?api_key="+rig.key.Key+"&api_key="+rig.key.Key, nil, ""), []int{401}},
 		{"empty api_key", rig.request("GET", feed+"?api_key=", nil, ""), []int{401}},
-		{"60 KB bearer", rig.request("GET", feed, []string{"Authorization: Bearer " + randomToken(60 << 10)}, ""), []int{401, 431}},
+		{"60 KB bearer", rig.request("GET", feed, []string{"Authorization: Bearer " + randomToken(60<<10)}, ""), []int{401, 431}},
 
 		// Path traversal and encoded traversal toward the upstream.
 		{"dot-dot", rig.request("GET", "/odata/faulty/../secret", []string{auth}, ""), []int{400}},
