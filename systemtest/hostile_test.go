@@ -257,10 +257,18 @@ func TestHostileInput(t *testing.T) {
 	if r := get(t, rig.br.URL+feed, bearer(rig.tok.Access)); r.Status != http.StatusOK {
 		t.Errorf("the signed-in user's feed after the hostile requests: status %d", r.Status)
 	}
-	r := get(t, rig.br.URL+"/api/keys", bearer(rig.tok.Access))
+	listing := get(t, rig.br.URL+"/api/keys", bearer(rig.tok.Access))
 	var listed []json.RawMessage
-	if json.Unmarshal(r.Body, &listed) != nil || len(listed) != 1 {
-		t.Errorf("feed keys after the hostile requests: %s; want exactly the one created", r.Body)
+	if json.Unmarshal(listing.Body, &listed) != nil || len(listed) != 1 {
+		t.Errorf("feed keys after the hostile requests: %s; want exactly the one created", listing.Body)
+	}
+	// Spoofed forwarding headers do not move rewritten links off the bridge.
+	r := rig.raw(t, rig.request("GET", feed, []string{auth, "X-Forwarded-Host: evil.example", "X-Forwarded-Proto: https", "Forwarded: host=evil.example;proto=https"}, ""))
+	var page struct {
+		Next string `json:"@odata.nextLink"`
+	}
+	if json.Unmarshal(r.body, &page) != nil || !strings.HasPrefix(page.Next, rig.br.URL+"/odata/faulty/") {
+		t.Errorf("next link with spoofed forwarding headers: %q (status %d), want it under %s/odata/faulty/", page.Next, r.status, rig.br.URL)
 	}
 	// An untrusted peer's X-Forwarded-For never becomes the client address.
 	if log := rig.br.logText(t); strings.Contains(log, "6.6.6.6") || strings.Contains(log, "evil.example") {
