@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -164,6 +165,19 @@ func TestRedisKilledMidTraffic(t *testing.T) {
 			t.Errorf("feed on %s while Redis is down: status %d, Retry-After %q, body %s; want 503, Retry-After and an OData StoreUnavailable error",
 				br.URL, r.Status, r.Header.Get("Retry-After"), r.Body)
 		}
+	}
+	// Sign-in, the token endpoint and key creation need the store too.
+	br := bridges[0]
+	authorize := br.URL + "/oauth/authorize?response_type=code&client_id=powerbi&state=s&code_challenge_method=S256&code_challenge=" +
+		strings.Repeat("A", 43) + "&redirect_uri=" + url.QueryEscape(powerBIRedirect)
+	if r, err := do(context.Background(), http.MethodGet, authorize, "", nil); err != nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Errorf("sign-in while Redis is down: status %d, Retry-After %q, %v; want 503 with Retry-After", r.Status, r.Header.Get("Retry-After"), err)
+	}
+	if o, _ := observeRefresh(context.Background(), br.URL, sessions[0]); o.status != http.StatusServiceUnavailable || o.retry == "" || o.code != "temporarily_unavailable" {
+		t.Errorf("refresh grant while Redis is down: status %d, Retry-After %q, error %q; want 503, Retry-After, temporarily_unavailable", o.status, o.retry, o.code)
+	}
+	if status, _, err := createKey(context.Background(), br.URL, sessions[0].Access); err != nil || status != http.StatusServiceUnavailable {
+		t.Errorf("creating a key while Redis is down: status %d, %v; want 503", status, err)
 	}
 	time.Sleep(time.Second)
 	rs.restart(t)
