@@ -82,17 +82,31 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 type app struct {
 	handler   http.Handler
 	store     *tokencache.Store
+	redis     redis.UniversalClient // nil with the memory store
 	storeKind string
 }
 
+// close stops the store, then the Redis client it used: the store does not
+// own the client.
 func (a *app) close() {
 	if a.store != nil {
 		a.store.Close()
 	}
+	if a.redis != nil {
+		a.redis.Close()
+	}
 }
 
-// build constructs the parts and hands them to each other.
-func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+// build constructs the parts and hands them to each other. On an error it
+// closes what it had opened.
+func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err error) {
+	a = &app{storeKind: "memory"}
+	defer func() {
+		if err != nil {
+			a.close()
+			a = nil
+		}
+	}()
 	public := strings.TrimSuffix(cfg.PublicURL, "/")
 	keys := make([]tokencache.Key, 0, len(cfg.EncryptionKeys))
 	for _, k := range cfg.EncryptionKeys {
@@ -102,18 +116,13 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		}
 		keys = append(keys, key)
 	}
-	var (
-		rdb       redis.UniversalClient
-		storeKind = "memory"
-	)
 	if cfg.Redis.URL != "" || len(cfg.Redis.Addrs) > 0 {
-		var err error
-		if rdb, err = tokencache.NewRedisClient(tokencache.RedisConfig{
+		if a.redis, err = tokencache.NewRedisClient(tokencache.RedisConfig{
 			URL: cfg.Redis.URL, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
 		}); err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
-		storeKind = "redis"
+		a.storeKind = "redis"
 	} else {
 		log.Warn("no redis configured: sessions live in this process's memory and are lost on restart; run one replica only")
 	}
@@ -129,7 +138,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		RedirectURL:  public + "/oauth/callback",
 	})
 	store, err := tokencache.New(tokencache.Options{
-		Redis:       rdb,
+		Redis:       a.redis,
 		Keys:        keys,
 		Refresher:   provider,
 		AccessTTL:   time.Duration(cfg.Session.AccessTTL),
@@ -140,13 +149,13 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token cache: %w", err)
 	}
+	a.store = store
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	relaySources, sources, err := feedSources(cfg, provider, public, log)
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
 	relay, err := odata.NewRelay(relaySources, odata.Options{
@@ -162,7 +171,6 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		},
 	})
 	if err != nil {
-		store.Close()
 		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
 	}
 	skipSecret := derive(keys, "odata-bridge rest skiptoken")
@@ -184,7 +192,6 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		case "rest":
 			sets, err := restEntitySets(sc)
 			if err != nil {
-				store.Close()
 				return nil, &exitError{code: 2, err: err}
 			}
 			svc, err := rest.New(rest.Source{
@@ -204,7 +211,6 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 				},
 			})
 			if err != nil {
-				store.Close()
 				return nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
 			}
 			src.Serve = func(w http.ResponseWriter, r *http.Request, path, user string, auth connector.Authorizer) {
@@ -235,10 +241,10 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		Entra:          entraOptions(cfg),
 	})
 	if err != nil {
-		store.Close()
 		return nil, err
 	}
-	return &app{handler: srv, store: store, storeKind: storeKind}, nil
+	a.handler = srv
+	return a, nil
 }
 
 // feedSources turns the configured sources into the relay's sources and the
