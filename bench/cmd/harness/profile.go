@@ -27,6 +27,16 @@ func measureProfile(ctx context.Context, c *config, e *env, rep *report, logf fu
 		{"small", wrkLoad{Paths: []string{t.path("Items(1)")}, Auth: t.auth}},
 		{"pages", wrkLoad{Paths: pagePaths(t, 1_000_000, 1000, 100), Auth: t.auth}},
 	}
+	if extra := e.bridges[0].extra; len(extra) > 0 {
+		auth := make([]string, len(extra))
+		for i, t := range extra {
+			auth[i] = "Bearer " + t
+		}
+		loads = append(loads, struct {
+			name string
+			load wrkLoad
+		}{"tokens-round-robin", wrkLoad{Paths: []string{t.path("Items(1)")}, Auth: auth}})
+	}
 	for _, l := range loads {
 		script, err := l.load.luaScript(c.work, "profile-"+l.name)
 		if err != nil {
