@@ -205,7 +205,8 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	return nil, fmt.Errorf("bridge at %s not healthy within 20s", public)
 }
 
-// stop ends the process with SIGTERM, then SIGKILL after five seconds.
+// stop ends the process with SIGTERM, then SIGKILL after five seconds,
+// and fails the test if the process reported a data race.
 func (b *bridge) stop(t testing.TB) {
 	select {
 	case <-b.done:
@@ -219,6 +220,10 @@ func (b *bridge) stop(t testing.TB) {
 		t.Errorf("bridge %s ignored SIGTERM for 5s; killing it", b.URL)
 		b.cmd.Process.Kill()
 		<-b.done
+	}
+	if log := b.logText(t); strings.Contains(log, "WARNING: DATA RACE") {
+		i := strings.Index(log, "WARNING: DATA RACE")
+		t.Errorf("bridge %s reported a data race:\n%s", b.URL, log[i:min(len(log), i+4000)])
 	}
 }
 

@@ -11,6 +11,10 @@ import (
 // bridgeBin is the bridge binary built from this tree by TestMain.
 var bridgeBin string
 
+// raceBuild is set when the tests run with -race: the bridge is then built
+// with the race detector as well.
+var raceBuild bool
+
 // TestMain builds the bridge once, exactly as a release would, so every test
 // runs the real program in its own processes.
 func TestMain(m *testing.M) {
@@ -25,7 +29,11 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bridgeBin = filepath.Join(dir, "bridge")
-	build := exec.Command("go", "build", "-o", bridgeBin, "./cmd/bridge")
+	args := []string{"build", "-o", bridgeBin}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/bridge")...)
 	build.Dir = ".."
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

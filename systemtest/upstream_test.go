@@ -13,7 +13,7 @@ import (
 	"github.com/odata-bridge/bridge/demo"
 )
 
-// upstreamHeaderTimeout is header_timeout of the faulty sources.
+// upstreamHeaderTimeout is header_timeout of the source "slow".
 const upstreamHeaderTimeout = 300 * time.Millisecond
 
 // upstreamRig is one bridge in front of a faulty upstream and a dead one.
@@ -33,8 +33,11 @@ func startUpstreamRig(t *testing.T) *upstreamRig {
 	// The memory store: these tests are about the relay, and without Redis
 	// the bridge's own descriptors are only its listener and its clients.
 	rig.br = startBridge(t, bridgeConfig{World: rig.world, TokenURL: rig.proxy.URL(), Sources: []source{
-		{Name: "faulty", URL: rig.up.Base(), Auth: "user", HeaderTimeout: upstreamHeaderTimeout.String()},
-		{Name: "down", URL: deadURL(t), Auth: "user", HeaderTimeout: upstreamHeaderTimeout.String()},
+		// A generous timeout where the upstream is expected to answer, so a
+		// loaded machine (or -race) does not turn a 401 into a 504.
+		{Name: "faulty", URL: rig.up.Base(), Auth: "user", HeaderTimeout: "10s"},
+		{Name: "slow", URL: rig.up.Base(), Auth: "user", HeaderTimeout: upstreamHeaderTimeout.String()},
+		{Name: "down", URL: deadURL(t), Auth: "user", HeaderTimeout: "10s"},
 	}})
 	rig.tok = mustSignIn(t, rig.br.URL, "alice")
 	return rig
@@ -59,7 +62,7 @@ func wantError(status int, code string) func(int, []byte, bool, time.Duration) s
 
 var upstreamFaults = []fault{
 	{"down", func(int) string { return "/odata/down/Items" }, wantError(http.StatusBadGateway, "UpstreamUnreachable")},
-	{"slow headers", func(int) string { return "/odata/faulty/Slow" }, func(status int, body []byte, aborted bool, took time.Duration) string {
+	{"slow headers", func(int) string { return "/odata/slow/Slow" }, func(status int, body []byte, aborted bool, took time.Duration) string {
 		if p := wantError(http.StatusGatewayTimeout, "UpstreamTimeout")(status, body, aborted, took); p != "" {
 			return p
 		}
