@@ -242,7 +242,7 @@ func measureLarge(ctx context.Context, c *config, e *env, rep *report, logf func
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	sizes := []int64{10 << 20, 100 << 20, c.big}
 	tb := rep.table("Large feeds: one response of each size, streamed by one client",
-		"Sizes in increasing order, so VmHWM (the process's lifetime peak) shows whether memory grows with feed size. Peak RSS is VmRSS sampled every 10 ms during the transfer.",
+		fmt.Sprintf("%d transfers of each size per target, alternating; MB/s is their total bytes over their total time and CPU-s their sum. Sizes in increasing order, so VmHWM (the process's lifetime peak) shows whether memory grows with feed size. Peak RSS is VmRSS sampled every 10 ms during the transfers.", c.rounds),
 		"feed", "target", "MB/s", "× bare proxy", "CPU-s", "CPU ms/MB", "peak RSS", "VmHWM")
 	for i, size := range sizes {
 		rel := fmt.Sprintf("Big?bytes=%d", size)
@@ -253,22 +253,26 @@ func measureLarge(ctx context.Context, c *config, e *env, rep *report, logf func
 			err error
 		}
 		got := map[string]res{}
-		order := slices.Clone(names)
-		if i%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, n := range order {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		err := alternate(ctx, c.rounds, names, func(round int, n string) error {
 			t := e.targets[n]
-			if i == 0 {
+			if i == 0 && round == 0 {
 				rep.command("large", n, []string{"GET", t.base + "Big?bytes=N"})
 			}
 			m := startMeter(t.proc.pid())
 			nb, d, err := fetch(ctx, client, t, rel)
-			got[n] = res{nb, d, m.stop()[0], err}
-			logf("  large %s %-20s %8.1f MB/s", mib(size), n, float64(nb)/d.Seconds()/1e6)
+			u := m.stop()[0]
+			g := got[n]
+			g.n, g.d, g.u.CPU = g.n+nb, g.d+d, g.u.CPU+u.CPU
+			g.u.PeakRSS, g.u.HWM = max(g.u.PeakRSS, u.PeakRSS), max(g.u.HWM, u.HWM)
+			if err != nil {
+				g.err = err
+			}
+			got[n] = g
+			logf("  large %s round %d %-20s %8.1f MB/s", mib(size), round+1, n, float64(nb)/d.Seconds()/1e6)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		bare := got["bare proxy"]
 		for _, n := range names {
