@@ -244,3 +244,18 @@ func TestLuaScriptListsPathsAndHeaders(t *testing.T) {
 		t.Errorf("paths file = %q, want %q", p, "/a\n/b\n")
 	}
 }
+
+func TestCheckToolsNamesWhatIsMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := checkTools()
+	if _, statErr := os.Stat("/usr/sbin/nginx"); statErr == nil {
+		// nginx is found through /usr/sbin even without PATH; wrk and go are not.
+		if !errors.Is(err, errMissingTool) || !strings.Contains(err.Error(), "wrk (Debian package wrk)") {
+			t.Fatalf("checkTools() = %v, want it to name wrk", err)
+		}
+		return
+	}
+	if !errors.Is(err, errMissingTool) || !strings.Contains(err.Error(), "nginx-light") || !strings.Contains(err.Error(), "apt-get install -y nginx-light wrk") {
+		t.Fatalf("checkTools() = %v, want it to name nginx-light and the install command", err)
+	}
+}
