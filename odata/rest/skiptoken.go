@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"strings"
 
 	"github.com/odata-bridge/bridge/odata"
 )
@@ -43,6 +44,10 @@ func (s *Service) mac(payload []byte, fingerprint string) []byte {
 var errBadSkipToken = fmt.Errorf("%w: the $skiptoken is invalid or does not belong to this query; follow @odata.nextLink unchanged", odata.ErrBadRequest)
 
 func (s *Service) verifySkipToken(tok, fingerprint string) (skipToken, error) {
+	// The decoder skips CR and LF; a token must be exactly what was signed.
+	if strings.ContainsAny(tok, "\r\n") {
+		return skipToken{}, errBadSkipToken
+	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(b) < 1+skipTokenMAC || b[0] != skipTokenVersion {
 		return skipToken{}, errBadSkipToken
