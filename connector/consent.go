@@ -187,7 +187,11 @@ func (s *Server) refreshAuthorizer(ctx context.Context, r *http.Request, src *So
 		}
 		return basicAuthorizer{header: h}, nil
 	}
-	user, auth, err := s.feedCaller(ctx, r, src)
+	cr, err := s.callerCredential(r)
+	if err != nil {
+		return nil, err
+	}
+	user, auth, err := s.feedCaller(ctx, cr, src)
 	if err != nil {
 		return nil, err
 	}

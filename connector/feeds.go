@@ -59,8 +59,10 @@ func (s *Server) feed(c *gin.Context) {
 		}
 		auth = basicAuthorizer{header: h}
 	default:
-		var err error
-		user, auth, err = s.feedCaller(r.Context(), r, src)
+		cr, err := s.callerCredential(r)
+		if err == nil {
+			user, auth, err = s.feedCaller(r.Context(), cr, src)
+		}
 		if err != nil {
 			writeFeedError(c.Writer, version, err, s.authorizationURI())
 			return
@@ -75,7 +77,7 @@ func (s *Server) feed(c *gin.Context) {
 		}
 		// auth: none leaves auth nil: nothing goes upstream, and an
 		// upstream 401 is not retried.
-		if !s.allow(c, user, version) {
+		if !s.allow(c, cr, user, version) {
 			return
 		}
 	}
@@ -86,13 +88,13 @@ func (s *Server) feed(c *gin.Context) {
 // session, shared by all replicas. Over the limit the caller gets 429 with the
 // Retry-After that Power Query honours. A store failure lets the request
 // through: the limit protects the upstream, it must not cause an outage.
-func (s *Server) allow(c *gin.Context, sid, version string) bool {
+func (s *Server) allow(c *gin.Context, cr credential, sid, version string) bool {
 	if s.opts.RateLimit <= 0 || sid == "" {
 		return true
 	}
 	// A feed key is limited on its own; a bearer token by its session.
 	id := "session:" + sid
-	if cr, err := s.callerCredential(c.Request); err == nil && cr.kind == "key" {
+	if cr.kind == "key" {
 		id = "key:" + cr.value // the store keeps only an HMAC of it
 	}
 	wait, err := s.opts.Store.Allow(c.Request.Context(), id, s.opts.RateLimit)
