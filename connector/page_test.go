@@ -40,6 +40,28 @@ func artifactDir(t *testing.T) string {
 	return t.TempDir()
 }
 
+// profileDir is a Chromium profile directory for one test. Chromium's helper
+// processes (crashpad, the GPU process) may still write to it for a moment
+// after the browser exits, which makes t.TempDir's cleanup fail with
+// "directory not empty"; this one is removed with retries instead.
+func profileDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "bridge-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for range 50 {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("Chromium profile %s left behind: %v", dir, err)
+	})
+	return dir
+}
+
 // TestSignInPageWalk signs in on the page in headless Chromium, creates a
 // feed key, uses it with Basic as Excel does, and revokes it.
 func TestSignInPageWalk(t *testing.T) {
@@ -55,7 +77,7 @@ func TestSignInPageWalk(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
