@@ -72,6 +72,10 @@ func (d Duration) String() string {
 type Config struct {
 	// Listen is the address the HTTP server listens on; default ":8080".
 	Listen string `yaml:"listen" validate:"required,listen_addr"`
+	// Pprof is the loopback address of the net/http/pprof listener, set only
+	// by the --pprof flag: a profile is for the person at the machine, never
+	// part of a deployed config. Empty means no listener.
+	Pprof string `yaml:"-"`
 	// PublicURL is the base of every rewritten link and redirect, without a trailing "/"; required.
 	PublicURL string `yaml:"public_url" validate:"required,abs_http_url,plain_url"`
 	// TrustedProxies are the CIDRs or IPs whose X-Forwarded-* headers are believed; none by default.
@@ -295,7 +299,7 @@ const (
 
 // loadConfig builds the configuration from DESIGN §5's layers, each overriding the one before:
 // defaults, the YAML file (--config, else BRIDGE_CONFIG; none is fine), BRIDGE_* environment
-// variables looked up with getenv, and the --listen flag.
+// variables looked up with getenv, and the --listen flag. The --pprof flag sets Pprof.
 //
 // It reports every problem of the file and the environment in one *ConfigError, but it does
 // not validate values: call Validate next. A BRIDGE_* variable that is set in the process
@@ -306,6 +310,7 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "YAML configuration file")
 	listen := fs.String("listen", "", "listen address")
+	pprof := fs.String("pprof", "", "loopback address of a net/http/pprof listener")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("parse flags: %w", err)
 	}
@@ -329,6 +334,12 @@ func loadConfig(args []string, getenv func(string) string) (*Config, error) {
 	probs = append(probs, applyEnv(cfg, getenv, os.Environ())...)
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	if *pprof != "" {
+		if !isLoopbackAddr(*pprof) {
+			probs = append(probs, Problem{Path: "--pprof", Message: "must be a loopback host:port such as 127.0.0.1:6060; profiles show memory contents, tokens included"})
+		}
+		cfg.Pprof = *pprof
 	}
 	if len(probs) > 0 {
 		return nil, &ConfigError{Problems: probs}
@@ -997,6 +1008,19 @@ func isListenAddr(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+// isLoopbackAddr accepts "127.0.0.1:port", "[::1]:port" and "localhost:port".
+func isLoopbackAddr(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil || !isListenAddr(s) {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // isHostPort accepts "host:port" and "[v6]:port" with a port from 1 to 65535.

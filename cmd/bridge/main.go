@@ -17,7 +17,8 @@ import (
 const usage = `bridge: OAuth sign-in and a streaming OData relay for Power BI and Excel.
 
 Usage:
-  bridge [serve] [--config FILE] [--listen ADDR]   run the bridge (the default)
+  bridge [serve] [--config FILE] [--listen ADDR] [--pprof ADDR]
+                                                    run the bridge (the default)
   bridge demo [--listen ADDR]                       run the bridge with a sample upstream and identity provider
   bridge check-config [--config FILE]               print the effective config, secrets redacted; exit 0 or 2
   bridge connector --out DIR [--config FILE]        write the Power BI custom connector (.mez) for this bridge
@@ -110,7 +111,7 @@ func configFor(args []string, getenv func(string) string) (*Config, error) {
 func help(cmd string, w io.Writer) error {
 	switch cmd {
 	case "serve":
-		fmt.Fprint(w, "bridge serve [--config FILE] [--listen ADDR]\n\nRuns the bridge with the config file (or BRIDGE_CONFIG) and BRIDGE_* overrides.\nIt shuts down gracefully on SIGINT or SIGTERM within shutdown_timeout.\n")
+		fmt.Fprint(w, "bridge serve [--config FILE] [--listen ADDR] [--pprof ADDR]\n\nRuns the bridge with the config file (or BRIDGE_CONFIG) and BRIDGE_* overrides.\nIt shuts down gracefully on SIGINT or SIGTERM within shutdown_timeout.\n\n--pprof 127.0.0.1:6060 serves Go's profiler (net/http/pprof) on that loopback\naddress only, on a listener of its own; off by default.\n")
 	case "demo":
 		fmt.Fprint(w, "bridge demo [--listen ADDR]\n\nStarts a sample K2-like upstream (SmartObject OData v4 and v3, Workflow REST),\nan embedded OIDC identity provider and the bridge with the in-memory store,\nall on loopback, and prints what to open. Default listen address: 127.0.0.1:8080.\n")
 	case "check-config":

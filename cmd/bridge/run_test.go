@@ -23,14 +23,15 @@ const testKey = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 // started is a bridge process run in-process by run().
 type started struct {
 	addr   string
+	pprof  string // the pprof listener's address, with --pprof
 	cancel context.CancelFunc
 	done   chan error
 	out    *strings.Builder
 }
 
 // startBridge runs `bridge serve` with the YAML config and env, and waits
-// for its listening line.
-func startBridge(t *testing.T, config string, env map[string]string) *started {
+// for its listening line. flags are added to the command line.
+func startBridge(t *testing.T, config string, env map[string]string, flags ...string) *started {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bridge.yaml")
@@ -42,7 +43,7 @@ func startBridge(t *testing.T, config string, env map[string]string) *started {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &started{cancel: cancel, done: make(chan error, 1), out: &strings.Builder{}}
 	go func() {
-		err := run(ctx, []string{"serve", "--config", path, "--listen", "127.0.0.1:0"}, getenv, pw)
+		err := run(ctx, append([]string{"serve", "--config", path, "--listen", "127.0.0.1:0"}, flags...), getenv, pw)
 		pw.Close()
 		s.done <- err
 	}()
@@ -57,8 +58,13 @@ func startBridge(t *testing.T, config string, env map[string]string) *started {
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
 			}
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
-				addr <- rec.Addr
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				switch rec.Msg {
+				case "pprof listening": // logged before "listening"
+					s.pprof = "http://" + rec.Addr
+				case "listening":
+					addr <- rec.Addr
+				}
 			}
 		}
 	}()
@@ -117,6 +123,29 @@ func TestServeOnPortZero(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "bridge_http_requests_total") {
 		t.Error("/metrics lacks bridge_http_requests_total")
+	}
+}
+
+// TestPprofListener: --pprof serves the profiler on its own loopback
+// listener, and the public listener never does.
+func TestPprofListener(t *testing.T) {
+	s := startBridge(t, "public_url: http://bridge.test\n", nil, "--pprof", "127.0.0.1:0")
+	if s.pprof == "" {
+		t.Fatal("no pprof listening line")
+	}
+	if got := status(t, s.pprof+"/debug/pprof/"); got != http.StatusOK {
+		t.Errorf("pprof index = %d, want 200", got)
+	}
+	if got := status(t, s.pprof+"/debug/pprof/heap?debug=1"); got != http.StatusOK {
+		t.Errorf("heap profile = %d, want 200", got)
+	}
+	if got := status(t, s.addr+"/debug/pprof/"); got != http.StatusNotFound {
+		t.Errorf("pprof on the public listener = %d, want 404", got)
+	}
+
+	plain := startBridge(t, "public_url: http://bridge.test\n", nil)
+	if plain.pprof != "" {
+		t.Errorf("pprof listening at %s without --pprof", plain.pprof)
 	}
 }
 
@@ -209,6 +238,15 @@ func TestRunExitCodes(t *testing.T) {
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 2 {
 		t.Errorf("missing config file: %v, want exit code 2", err)
+	}
+	for _, addr := range []string{"0.0.0.0:6060", ":6060", "10.0.0.1:6060", "127.0.0.1"} {
+		out.Reset()
+		err = run(context.Background(), []string{"serve", "--pprof", addr}, func(k string) string {
+			return map[string]string{"BRIDGE_PUBLIC_URL": "http://bridge.test"}[k]
+		}, &out)
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), "--pprof") {
+			t.Errorf("--pprof %s: %v, want exit code 2 naming --pprof", addr, err)
+		}
 	}
 	err = run(context.Background(), []string{"frobnicate"}, func(string) string { return "" }, &out)
 	if !errors.As(err, &ee) || ee.code != 2 {

@@ -26,12 +26,21 @@ import (
 // serve runs the bridge until ctx ends. ln, when not nil, is an open
 // listener to serve on instead of cfg.Listen.
 func serve(ctx context.Context, cfg *Config, stdout io.Writer, ln net.Listener) error {
-	log := newLogger(cfg, stdout)
+	logs := newLogWriter(stdout, 100*time.Millisecond)
+	defer logs.Close()
+	log := newLogger(cfg, logs)
 	app, err := build(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer app.close()
+	if cfg.Pprof != "" {
+		stop, err := startPprof(cfg.Pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
