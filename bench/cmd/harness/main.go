@@ -13,7 +13,6 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -263,7 +262,7 @@ type env struct {
 	targets   map[string]*target
 	order     []string // target names in report order
 	notes     []string
-	bridgeBin string // the binary built with the pprof overlay; empty: none
+	bridgeBin string // the bridge binary, for pprof's symbols
 }
 
 // bridgeProc is one running bridge with a signed-in session.
@@ -289,14 +288,12 @@ func start(ctx context.Context, c *config, logf func(string, ...any)) (*env, err
 	bin := c.bridge
 	if bin == "" {
 		bin = filepath.Join(c.work, "bridge")
-		logf("building ./cmd/bridge, with a pprof listener added by -overlay, into %s", bin)
-		if err := buildBridge(ctx, c.work, bin); err != nil {
+		logf("building ./cmd/bridge into %s", bin)
+		if err := buildBridge(ctx, bin); err != nil {
 			return e, err
 		}
-		e.bridgeBin = bin
-	} else {
-		e.notes = append(e.notes, "The bridge binary was given with -bridge, so it has no pprof listener and no profile was taken.")
 	}
+	e.bridgeBin = bin
 
 	ua, err := freeAddr()
 	if err != nil {
@@ -347,11 +344,9 @@ func start(ctx context.Context, c *config, logf func(string, ...any)) (*env, err
 		}
 	}
 	for i, s := range stores {
-		pprofAddr := ""
-		if e.bridgeBin != "" {
-			if pprofAddr, err = freeAddr(); err != nil {
-				return e, err
-			}
+		pprofAddr, err := freeAddr()
+		if err != nil {
+			return e, err
 		}
 		key := make([]byte, 32)
 		rand.Read(key)
@@ -446,26 +441,9 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-//go:embed pprof_overlay.go.txt
-var pprofOverlay []byte
-
-// buildBridge builds ./cmd/bridge into bin with pprof_overlay.go.txt added as
-// one more file of the package (go build -overlay), so the sources stay as they are.
-func buildBridge(ctx context.Context, dir, bin string) error {
-	wd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	src := filepath.Join(dir, "zz_bench_pprof.go")
-	if err := os.WriteFile(src, pprofOverlay, 0o644); err != nil {
-		return err
-	}
-	ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(wd, "cmd", "bridge", "zz_bench_pprof.go"): src}})
-	ovf := filepath.Join(dir, "overlay.json")
-	if err := os.WriteFile(ovf, ov, 0o644); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-overlay", ovf, "-o", bin, "./cmd/bridge")
+// buildBridge builds ./cmd/bridge into bin.
+func buildBridge(ctx context.Context, bin string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/bridge")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build ./cmd/bridge (run from the repository root, or pass -bridge): %w", err)
@@ -550,11 +528,11 @@ rate_limit: {per_key_per_minute: 0}
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	var env []string
+	args := []string{bin, "serve", "--config", cf}
 	if pprofAddr != "" {
-		env = append(env, "BENCH_BRIDGE_PPROF="+pprofAddr)
+		args = append(args, "--pprof", pprofAddr)
 	}
-	p, err := startProc(ctx, dir, name, public+"/healthz", []string{bin, "serve", "--config", cf}, env)
+	p, err := startProc(ctx, dir, name, public+"/healthz", args, nil)
 	if err != nil {
 		return nil, err
 	}
