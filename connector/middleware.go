@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -19,6 +20,44 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	inFlight prometheus.Gauge
 	signIns  *prometheus.CounterVec
+	series   sync.Map // seriesKey -> *requestSeries
+}
+
+// seriesKey names one route's series; route is a registered pattern or
+// "unmatched", so there are as many keys as routes × methods × statuses.
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+// requestSeries are the children of one seriesKey, resolved once:
+// WithLabelValues hashes and looks up its labels on every call.
+type requestSeries struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// request counts one finished request. Methods other than the standard
+// ones count as "OTHER": a client may send any token as a method, and each
+// would otherwise be a new series for as long as the process lives.
+func (m *metrics) request(route, method string, status int, d time.Duration) {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+	default:
+		method = "OTHER"
+	}
+	k := seriesKey{route, method, status}
+	v, ok := m.series.Load(k)
+	if !ok {
+		v, _ = m.series.LoadOrStore(k, &requestSeries{
+			requests: m.requests.WithLabelValues(route, method, strconv.Itoa(status)),
+			latency:  m.latency.WithLabelValues(route, method),
+		})
+	}
+	rs := v.(*requestSeries)
+	rs.requests.Inc()
+	rs.latency.Observe(d.Seconds())
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,8 +84,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-const requestIDKey = "request_id"
-
 // newRequestID returns 16 random hex digits. An incoming X-Request-ID is not
 // trusted: clients can put anything there, including other people's IDs.
 func newRequestID() string {
@@ -60,7 +97,6 @@ func newRequestID() string {
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
 	id := newRequestID()
-	c.Set(requestIDKey, id)
 	c.Header("X-Request-ID", id)
 	s.metrics.inFlight.Inc()
 	defer s.metrics.inFlight.Dec()
@@ -73,13 +109,21 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	status := c.Writer.Status()
 	d := time.Since(start)
-	s.metrics.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
-	s.metrics.latency.WithLabelValues(route, c.Request.Method).Observe(d.Seconds())
+	s.metrics.request(route, c.Request.Method, status, d)
 	level := slog.LevelInfo
 	if status >= 500 {
 		level = slog.LevelError
 	}
-	s.log.LogAttrs(c.Request.Context(), level, "request",
+	ctx := c.Request.Context()
+	h := s.log.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	// A record built here, without the caller's program counter that
+	// Logger.LogAttrs looks up on every call: the source line of an access
+	// log record is always this one.
+	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	rec.AddAttrs(
 		slog.String("request_id", id),
 		slog.String("method", c.Request.Method),
 		slog.String("path", c.Request.URL.Path),
@@ -88,6 +132,7 @@ func (s *Server) observe(c *gin.Context) {
 		slog.Duration("duration", d),
 		slog.String("client", c.ClientIP()),
 	)
+	h.Handle(ctx, rec)
 }
 
 // recoverPanics turns a panic into a 500, except http.ErrAbortHandler,
