@@ -21,6 +21,13 @@ type backend interface {
 	take(ctx context.Context, key, marker string) ([]byte, bool, error)                 // value, and whether this was the first take
 	renew(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) // extend if key holds val
 	ping(ctx context.Context) error
+	existing(ctx context.Context, keys ...string) ([]bool, error) // one answer per key, in one round trip
+
+	// An ordered set (a Redis sorted set whose scores only order it) holds the subject
+	// index: members are opaque sealed bytes, in the order they were last pushed.
+	zpush(ctx context.Context, key string, members [][]byte, ttl time.Duration, head int) ([][]byte, error) // add or move members to the end, set the key's TTL, return the first head members
+	zsettle(ctx context.Context, key string, keep, drop [][]byte) error                                     // remove drop; move the members of keep that are still there to the end
+	zall(ctx context.Context, key string) ([][]byte, error)                                                 // every member in order; none when the key is missing
 }
 
 // setMode chooses plain SET, SET NX or SET XX.

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +219,103 @@ func (e *env) cleanupFast(b *testing.B) {
 	}
 	if len(batch) > 0 {
 		c.Unlink(ctx, batch...)
+	}
+}
+
+// Sessions of one subject for the scale benchmarks below: a shared service account used
+// by many gateways, or a demo user, holds thousands.
+var subjectScales = []int{1, 1000, 10000}
+
+// seedSubject stores n live sessions of one subject and lists them all in the subject's
+// index, without n sign-ins (whose cost BenchmarkSignInScale measures).
+func seedSubject(b *testing.B, s *Store, subject string, n int) []string {
+	b.Helper()
+	ctx := context.Background()
+	at, rt := entraTokens()
+	now := s.now()
+	sids := make([]string, n)
+	for i := range sids {
+		sid := random(16)
+		rec := sessionRecord{Subject: subject, Name: "Ada Lovelace", Email: "ada@contoso.com",
+			AccessToken: at, RefreshToken: rt, CreatedAt: now, LastUsed: now}
+		key := s.sessionKey(sid)
+		if _, err := s.b.set(ctx, key, s.seal(&rec, key, ""), s.refreshTTL, setNX); err != nil {
+			b.Fatal(err)
+		}
+		sids[i] = sid
+	}
+	name := s.indexNames(subject)[0]
+	members := make([][]byte, n)
+	for i, sid := range sids {
+		members[i] = s.member(0, name, subject, sid)
+	}
+	for chunk := range slices.Chunk(members, zBatch) {
+		if _, err := s.b.zpush(ctx, name, chunk, s.refreshTTL, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return sids
+}
+
+// The miss path that records a use (touch: LastUsed, the sliding TTLs, the subject
+// index) against the number of sessions of the session's subject. The clock moves by
+// the touch interval before every call, so every call writes.
+func BenchmarkTouchScale(b *testing.B) {
+	for _, backend := range []string{"memory", "redis"} {
+		for _, n := range subjectScales {
+			b.Run(fmt.Sprintf("%s/sessions=%d", backend, n), func(b *testing.B) {
+				e := benchEnv(b, backend == "redis")
+				clk := newClock()
+				s := e.store(b, Options{HotCacheTTL: -1, Now: clk.Now, RefreshTTL: 10 * 365 * 24 * time.Hour})
+				sid := seedSubject(b, s, "oid-shared", n)[0]
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					clk.Add(s.touchInterval)
+					if _, err := s.Token(ctx, sid); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				if e.client != nil {
+					e.cleanupFast(b)
+				}
+			})
+		}
+	}
+}
+
+// A sign-in (CreateSession) against the number of sessions its subject already has.
+// Each new session is ended again outside the timer, so the count stays n.
+func BenchmarkSignInScale(b *testing.B) {
+	for _, backend := range []string{"memory", "redis"} {
+		for _, n := range subjectScales {
+			b.Run(fmt.Sprintf("%s/sessions=%d", backend, n), func(b *testing.B) {
+				e := benchEnv(b, backend == "redis")
+				s := e.store(b, Options{HotCacheTTL: -1})
+				seedSubject(b, s, "oid-shared", n)
+				at, rt := entraTokens()
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					sid, err := s.CreateSession(ctx, Session{Subject: "oid-shared", Name: "Ada Lovelace",
+						Email: "ada@contoso.com", AccessToken: Secret(at), RefreshToken: Secret(rt)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					if err := s.EndSession(ctx, sid); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				b.StopTimer()
+				if e.client != nil {
+					e.cleanupFast(b)
+				}
+			})
+		}
 	}
 }

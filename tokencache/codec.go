@@ -44,8 +44,13 @@ type keyRecord struct {
 	CreatedAt, LastUsed time.Time
 }
 
-// indexRecord is what bridge:sub:<hmac(subject)> holds.
+// indexRecord is what bridge:sub:<hmac(subject)> holds: the subject index as versions
+// before the sorted set (index.go) wrote it. It is still read, never written.
 type indexRecord struct{ SIDs []string }
+
+// indexEntry is one member of the subject index bridge:idx:<hmac(subject)>, before
+// sealing: a session ID, stored as the 16 bytes it encodes.
+type indexEntry struct{ SID string }
 
 // onceRecord is what bridge:once:{<hmac>} holds.
 type onceRecord struct {
@@ -60,6 +65,7 @@ const (
 	tagKey     byte = 'k'
 	tagIndex   byte = 'i'
 	tagOnce    byte = 'o'
+	tagEntry   byte = 'e'
 )
 
 var errDecode = errors.New("malformed record")
@@ -157,6 +163,41 @@ func (r *indexRecord) unmarshal(b []byte) error {
 	d := rbuf{b: b}
 	d.tag(tagIndex)
 	r.SIDs = d.strs()
+	return d.done()
+}
+
+func (r *indexEntry) marshal() []byte {
+	w := wbuf{b: make([]byte, 0, 3+len(r.SID))}
+	w.b = append(w.b, tagEntry)
+	// Every session ID is canonical base64url of 16 bytes; the string form only keeps
+	// the encoding total.
+	if raw, ok := canonicalBase64URL(r.SID); ok && len(raw) == 16 {
+		w.b = append(w.b, 1)
+		w.b = append(w.b, raw...)
+		return w.b
+	}
+	w.b = append(w.b, 0)
+	w.str(r.SID)
+	return w.b
+}
+
+func (r *indexEntry) unmarshal(b []byte) error {
+	d := rbuf{b: b}
+	d.tag(tagEntry)
+	if d.err != nil || len(d.b) == 0 {
+		return errDecode
+	}
+	kind := d.b[0]
+	d.b = d.b[1:]
+	switch {
+	case kind == 0:
+		r.SID = d.str()
+	case kind == 1 && len(d.b) == 16:
+		r.SID = base64.RawURLEncoding.EncodeToString(d.b)
+		d.b = nil
+	default:
+		return errDecode
+	}
 	return d.done()
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -119,12 +120,36 @@ func (r *keyring) seal(plain []byte, key, subject string) []byte {
 }
 
 func (r *keyring) sealNonce(plain []byte, key, subject string, nonce [12]byte) []byte {
-	k := &r.keys[0]
+	return r.keys[0].seal(plain, aad(key, subject), nonce)
+}
+
+// sealFixed encrypts plain with keys[i] and a nonce derived, as in SIV modes, from that
+// key, the additional data and plain: equal inputs seal to equal bytes, so a sealed
+// value can be found again by what it holds (a member of a sorted set is removed by its
+// bytes). It reveals that two such values are equal and nothing else; two different inputs
+// share a nonce only by a 96-bit collision. The length prefix keeps the additional data and plain apart.
+func (r *keyring) sealFixed(i int, plain []byte, key, subject string) []byte {
+	k := &r.keys[i]
+	ad := aad(key, subject)
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
+	m.Write([]byte("tokencache fixed nonce v1\x00"))
+	var n [binary.MaxVarintLen64]byte
+	m.Write(n[:binary.PutUvarint(n[:], uint64(len(ad)))])
+	m.Write(ad)
+	m.Write(plain)
+	var sum [sha256.Size]byte
+	m.Sum(sum[:0])
+	k.macs.Put(m)
+	return k.seal(plain, ad, [12]byte(sum[:12]))
+}
+
+func (k *ringKey) seal(plain, ad []byte, nonce [12]byte) []byte {
 	out := make([]byte, 0, 2+len(k.id)+12+len(plain)+16)
 	out = append(out, sealVersion, byte(len(k.id)))
 	out = append(out, k.id...)
 	out = append(out, nonce[:]...)
-	return k.aead.Seal(out, nonce[:], plain, aad(key, subject))
+	return k.aead.Seal(out, nonce[:], plain, ad)
 }
 
 // open decrypts a value sealed by seal under any configured key. It never returns data

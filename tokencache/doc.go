@@ -15,11 +15,15 @@
 // # At rest
 //
 // No bridge token, feed key, one-time handle or provider token is stored in clear. A
-// lookup key is bridge:at:|rt:|fk:|sub:|once: + HMAC-SHA256 of the opaque token (or
+// lookup key is bridge:at:|rt:|fk:|idx:|once: + HMAC-SHA256 of the opaque token (or
 // subject), truncated to 128 bits, under a key derived from the newest encryption key.
 // Every value is AES-256-GCM with a random nonce, prefixed by the key ID, and bound to
 // its Redis key (and, for feed keys and the subject index, to the subject) as
-// additional data, so a value copied under another key does not decrypt.
+// additional data, so a value copied under another key does not decrypt. The subject
+// index (bridge:idx:, a sorted set listing a subject's sessions for EndSubject and the
+// feed-key list) holds one such value per session, sealed with a nonce derived from
+// its input so that a session is removed by its ID; a use or a sign-in costs the same
+// whatever the number of sessions of its subject (see index.go).
 //
 // # Key rotation
 //

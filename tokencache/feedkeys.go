@@ -96,7 +96,11 @@ func (s *Store) FeedKeys(ctx context.Context, subject string) ([]KeyInfo, error)
 	}
 	out := []KeyInfo{}
 	var dead []string
-	defer func() { s.pruneIndex(ctx, subject, dead) }()
+	defer func() {
+		if err := s.unindex(ctx, subject, dead); err != nil {
+			s.log.Warn("tokencache: pruning a subject's index failed", "err", err)
+		}
+	}()
 	for _, sid := range sids {
 		rec, _, err := s.readSession(ctx, sid)
 		if errors.Is(err, ErrNotFound) {

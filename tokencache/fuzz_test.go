@@ -26,6 +26,8 @@ func sampleRecords() []interface{ marshal() []byte } {
 		&pointer{SID: "sid", ID: "id", Subject: "sub", Expires: t0},
 		&keyRecord{Name: "Excel", CreatedAt: t0, LastUsed: t0},
 		&indexRecord{SIDs: []string{"a", "b"}},
+		&indexEntry{SID: "AAECAwQFBgcICQoLDA0ODw"},
+		&indexEntry{SID: "not-canonical"},
 		&onceRecord{Expires: t0, Value: []byte("value")},
 	}
 }
@@ -76,7 +78,7 @@ func FuzzRecords(f *testing.F) {
 		recs := []interface {
 			marshal() []byte
 			unmarshal([]byte) error
-		}{&sessionRecord{}, &familyRecord{}, &pointer{}, &keyRecord{}, &indexRecord{}, &onceRecord{}}
+		}{&sessionRecord{}, &familyRecord{}, &pointer{}, &keyRecord{}, &indexRecord{}, &indexEntry{}, &onceRecord{}}
 		for _, rec := range recs {
 			if rec.unmarshal(data) != nil {
 				continue

@@ -1,6 +1,7 @@
 package tokencache
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -164,6 +165,9 @@ func (e *env) dump(t testing.TB) map[string][]byte {
 		defer e.shared.mu.Unlock()
 		for k, v := range e.shared.m {
 			out[k] = v.val
+			if v.z != nil {
+				out[k] = bytes.Join(v.z.head(-1), nil)
+			}
 		}
 		return out
 	}
@@ -173,6 +177,12 @@ func (e *env) dump(t testing.TB) map[string][]byte {
 		var mu sync.Mutex
 		for iter.Next(ctx) {
 			v, err := c.Get(ctx, iter.Val()).Bytes()
+			if err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE") {
+				// The subject index is a sorted set: its members are its value.
+				var members []string
+				members, err = c.ZRange(ctx, iter.Val(), 0, -1).Result()
+				v = []byte(strings.Join(members, ""))
+			}
 			if err != nil && err != redis.Nil {
 				return err
 			}

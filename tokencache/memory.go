@@ -2,6 +2,7 @@ package tokencache
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"sync"
 	"time"
@@ -18,7 +19,37 @@ type memory struct {
 
 type memEntry struct {
 	val []byte
+	z   *ordered  // an ordered set instead of a value
 	exp time.Time // zero: no TTL
+}
+
+// ordered is the memory form of the Redis sorted set the backend's z* methods use:
+// members in order and an index into them, so pushing, moving and removing one member
+// costs O(1).
+type ordered struct {
+	l  list.List // of string
+	at map[string]*list.Element
+}
+
+func (o *ordered) push(member string, mustExist bool) {
+	if e, ok := o.at[member]; ok {
+		o.l.MoveToBack(e)
+		return
+	}
+	if !mustExist {
+		o.at[member] = o.l.PushBack(member)
+	}
+}
+
+func (o *ordered) head(n int) [][]byte {
+	if n < 0 || n > o.l.Len() {
+		n = o.l.Len()
+	}
+	out := make([][]byte, 0, n)
+	for e := o.l.Front(); e != nil && len(out) < n; e = e.Next() {
+		out = append(out, []byte(e.Value.(string)))
+	}
+	return out
 }
 
 func newMemory(now func() time.Time) *memory {
@@ -42,6 +73,11 @@ func (m *memory) store(key string, val []byte, ttl time.Duration) {
 	if ttl > 0 {
 		e.exp = m.now().Add(ttl)
 	}
+	m.put(key, e)
+}
+
+// put writes e under key and now and then sweeps expired entries; the caller holds mu.
+func (m *memory) put(key string, e memEntry) {
 	m.m[key] = e
 	m.writes++
 	if m.writes >= 1024 && m.writes >= len(m.m)/4 {
@@ -163,3 +199,65 @@ func (m *memory) renew(_ context.Context, key string, val []byte, ttl time.Durat
 }
 
 func (m *memory) ping(context.Context) error { return nil }
+
+func (m *memory) existing(_ context.Context, keys ...string) ([]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]bool, len(keys))
+	for i, k := range keys {
+		_, out[i] = m.lookup(k)
+	}
+	return out, nil
+}
+
+func (m *memory) zpush(_ context.Context, key string, members [][]byte, ttl time.Duration, head int) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.lookup(key)
+	if !ok || e.z == nil {
+		if len(members) == 0 {
+			return nil, nil
+		}
+		e = memEntry{z: &ordered{at: make(map[string]*list.Element)}}
+	}
+	if len(members) > 0 { // as the script extends only what it writes to
+		for _, mb := range members {
+			e.z.push(string(mb), false)
+		}
+		e.exp = m.now().Add(ttl)
+		m.put(key, e)
+	}
+	return e.z.head(head), nil
+}
+
+func (m *memory) zsettle(_ context.Context, key string, keep, drop [][]byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.lookup(key)
+	if !ok || e.z == nil {
+		return nil
+	}
+	for _, mb := range drop {
+		if el, ok := e.z.at[string(mb)]; ok {
+			e.z.l.Remove(el)
+			delete(e.z.at, string(mb))
+		}
+	}
+	for _, mb := range keep {
+		e.z.push(string(mb), true)
+	}
+	if e.z.l.Len() == 0 { // as Redis deletes an empty set
+		delete(m.m, key)
+	}
+	return nil
+}
+
+func (m *memory) zall(_ context.Context, key string) ([][]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.lookup(key)
+	if !ok || e.z == nil {
+		return nil, nil
+	}
+	return e.z.head(-1), nil
+}

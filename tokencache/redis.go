@@ -146,6 +146,34 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 1 then ttl = 1 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl) then return {v, 1} end
 return {v, 0}`)
+	// An ordered set is a sorted set whose scores count up from its last member's, so a
+	// push is O(log n) and its order is the order of the pushes. ARGV[1]: TTL in ms;
+	// ARGV[2]: how many members of its head to return; the rest: members to push.
+	zpushScript = redis.NewScript(`
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+local seq = tonumber(last[2] or '0')
+for i = 3, #ARGV do
+  seq = seq + 1
+  redis.call('ZADD', KEYS[1], seq, ARGV[i])
+end
+if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local n = tonumber(ARGV[2])
+if n > 0 then return redis.call('ZRANGE', KEYS[1], 0, n - 1) end
+return {}`)
+	// ARGV[1]: how many members to remove, which follow; the rest: members to move to
+	// the end if they are still there.
+	zsettleScript = redis.NewScript(`
+local n = tonumber(ARGV[1])
+for i = 2, n + 1 do redis.call('ZREM', KEYS[1], ARGV[i]) end
+if #ARGV > n + 1 then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  local seq = tonumber(last[2] or '0')
+  for i = n + 2, #ARGV do
+    seq = seq + 1
+    redis.call('ZADD', KEYS[1], 'XX', seq, ARGV[i])
+  end
+end
+return 0`)
 )
 
 func ms(d time.Duration) int64 {
@@ -192,6 +220,68 @@ func (r redisStore) take(ctx context.Context, key, marker string) ([]byte, bool,
 func (r redisStore) renew(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
 	n, err := renewScript.Run(ctx, r.c, []string{key}, val, ms(ttl)).Int()
 	return n == 1, unavailable(err)
+}
+
+func (r redisStore) existing(ctx context.Context, keys ...string) ([]bool, error) {
+	// A pipeline, not one EXISTS of many keys: in a Cluster the keys lie in many slots.
+	cmds := make([]*redis.IntCmd, len(keys))
+	if _, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Exists(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]bool, len(keys))
+	for i, c := range cmds {
+		out[i] = c.Val() == 1
+	}
+	return out, nil
+}
+
+func (r redisStore) zpush(ctx context.Context, key string, members [][]byte, ttl time.Duration, head int) ([][]byte, error) {
+	args := make([]any, 0, 2+len(members))
+	args = append(args, ms(ttl), head)
+	for _, m := range members {
+		args = append(args, m)
+	}
+	res, err := zpushScript.Run(ctx, r.c, []string{key}, args...).StringSlice()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return byteSlices(res), nil
+}
+
+func (r redisStore) zsettle(ctx context.Context, key string, keep, drop [][]byte) error {
+	if len(keep)+len(drop) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 1+len(drop)+len(keep))
+	args = append(args, len(drop))
+	for _, m := range drop {
+		args = append(args, m)
+	}
+	for _, m := range keep {
+		args = append(args, m)
+	}
+	return unavailable(zsettleScript.Run(ctx, r.c, []string{key}, args...).Err())
+}
+
+func (r redisStore) zall(ctx context.Context, key string) ([][]byte, error) {
+	res, err := r.c.ZRange(ctx, key, 0, -1).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return byteSlices(res), nil
+}
+
+func byteSlices(ss []string) [][]byte {
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
 }
 
 func (r redisStore) ping(ctx context.Context) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -302,38 +301,11 @@ func (s *Store) CreateSession(ctx context.Context, sess Session) (string, error)
 	if _, err := s.b.set(ctx, key, s.seal(&rec, key, ""), s.refreshTTL, setNX); err != nil {
 		return "", err
 	}
-	if err := s.indexUpdate(ctx, sess.Subject, func(sids []string) []string { return append(sids, sid) }); err != nil {
+	if err := s.indexNew(ctx, sess.Subject, sid); err != nil {
 		_ = s.b.del(context.WithoutCancel(ctx), key)
 		return "", err
 	}
-	// Sessions that expired on their own are still listed; a sign-in is rare enough to
-	// drop them here, so the index stays as long as the subject's live sessions.
-	if sids, err := s.indexSIDs(ctx, sess.Subject); err == nil {
-		s.pruneIndex(ctx, sess.Subject, sids)
-	}
 	return sid, nil
-}
-
-// pruneIndex removes from a subject's index the sessions that no longer exist.
-func (s *Store) pruneIndex(ctx context.Context, subject string, sids []string) {
-	var dead []string
-	for _, sid := range sids {
-		ok, err := s.b.exists(ctx, s.sessionKey(sid))
-		if err != nil {
-			return
-		}
-		if !ok {
-			dead = append(dead, sid)
-		}
-	}
-	if len(dead) == 0 {
-		return
-	}
-	if err := s.indexUpdate(ctx, subject, func(sids []string) []string {
-		return slices.DeleteFunc(sids, func(x string) bool { return slices.Contains(dead, x) })
-	}); err != nil {
-		s.log.Warn("tokencache: pruning a subject's index failed", "err", err)
-	}
 }
 
 // Session returns a session with its provider tokens.
@@ -351,7 +323,8 @@ func (s *Store) Session(ctx context.Context, sessionID string) (Session, error) 
 
 // touch records a use of the session: LastUsed, the sliding TTL of the session and of
 // its subject's index. It writes at most once per touchInterval and loses to any
-// concurrent writer, whose record is newer anyway.
+// concurrent writer, whose record is newer anyway. Its cost does not depend on how many
+// sessions the subject has: it never reads the index.
 func (s *Store) touch(ctx context.Context, sid string, rec sessionRecord, raw []byte) {
 	now := s.now()
 	if now.Sub(rec.LastUsed) < s.touchInterval {
@@ -372,13 +345,26 @@ func (s *Store) touch(ctx context.Context, sid string, rec sessionRecord, raw []
 // that point to it stop working at once here and within HotCacheTTL on other replicas.
 // An unknown session is not an error.
 func (s *Store) EndSession(ctx context.Context, sessionID string) error {
+	subject, err := s.endSession(ctx, sessionID)
+	if err != nil || subject == "" {
+		return err
+	}
+	if _, err := s.moveLegacyIndex(ctx, subject); err != nil {
+		return err
+	}
+	return s.unindex(ctx, subject, []string{sessionID})
+}
+
+// endSession deletes a session with its families and feed keys but leaves the index to
+// the caller. It returns the session's subject, or "" if there was no such session.
+func (s *Store) endSession(ctx context.Context, sessionID string) (string, error) {
 	defer s.hot.purge(func(e *hotEntry) bool { return e.sid == sessionID })
 	rec, _, err := s.readSession(ctx, sessionID)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	keys := []string{s.sessionKey(sessionID)}
 	for _, fid := range rec.Families {
@@ -388,13 +374,11 @@ func (s *Store) EndSession(ctx context.Context, sessionID string) error {
 		keys = append(keys, s.feedKeyKey(sessionID, kid))
 	}
 	if err := s.b.del(ctx, keys...); err != nil {
-		return err
+		return "", err
 	}
 	// Lookup keys (bridge:at:, bridge:rt:, bridge:fk:) now point nowhere; they are
 	// refused on use and expire on their own.
-	return s.indexUpdate(ctx, rec.Subject, func(sids []string) []string {
-		return slices.DeleteFunc(sids, func(x string) bool { return x == sessionID })
-	})
+	return rec.Subject, nil
 }
 
 // EndSubject ends every session, and so every feed key, of a subject.
@@ -404,111 +388,10 @@ func (s *Store) EndSubject(ctx context.Context, subject string) error {
 		return err
 	}
 	for _, sid := range sids {
-		if err := s.EndSession(ctx, sid); err != nil {
+		if _, err := s.endSession(ctx, sid); err != nil {
 			return err
 		}
 	}
-	s.pruneIndex(ctx, subject, sids) // sessions that had expired on their own
-	return nil
-}
-
-// The subject index, bridge:sub:<hmac(subject)>, lists a subject's session IDs for
-// EndSubject and FeedKeys. After a key rotation an index may also exist under an older
-// key's lookup name; readers merge all, and the next update moves them under the newest.
-
-func (s *Store) indexNames(subject string) []string { return s.ring.names(s.prefix+"sub:", subject) }
-
-func (s *Store) readIndex(ctx context.Context, key, subject string) (indexRecord, []byte, error) {
-	var rec indexRecord
-	raw, err := s.b.get(ctx, key)
-	if err != nil {
-		return rec, nil, err
-	}
-	if err := s.open(raw, key, subject, &rec); err != nil {
-		// Unreadable: start afresh over it rather than lose new sessions.
-		return rec, raw, nil
-	}
-	return rec, raw, nil
-}
-
-func (s *Store) indexSIDs(ctx context.Context, subject string) ([]string, error) {
-	var sids []string
-	for _, key := range s.indexNames(subject) {
-		rec, _, err := s.readIndex(ctx, key, subject)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		sids = append(sids, rec.SIDs...)
-	}
-	slices.Sort(sids)
-	return slices.Compact(sids), nil
-}
-
-// indexUpdate applies fn to the subject's session IDs with compare-and-set.
-func (s *Store) indexUpdate(ctx context.Context, subject string, fn func([]string) []string) error {
-	names := s.indexNames(subject)
-	primary, older := names[0], names[1:]
-	for range 16 {
-		rec, raw, err := s.readIndex(ctx, primary, subject)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		sids := rec.SIDs
-		var merged []string
-		for _, key := range older {
-			old, _, err := s.readIndex(ctx, key, subject)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			sids = append(sids, old.SIDs...)
-			merged = append(merged, key)
-		}
-		sids = fn(sids)
-		slices.Sort(sids)
-		sids = slices.Compact(sids)
-		var ok bool
-		switch {
-		case len(sids) == 0 && raw == nil:
-			ok = true
-		case len(sids) == 0:
-			ok, err = s.b.delIf(ctx, primary, raw)
-		case raw == nil:
-			val := s.seal(&indexRecord{SIDs: sids}, primary, subject)
-			ok, err = s.b.set(ctx, primary, val, s.refreshTTL, setNX)
-		default:
-			val := s.seal(&indexRecord{SIDs: sids}, primary, subject)
-			ok, err = s.b.cas(ctx, primary, raw, val, s.refreshTTL)
-		}
-		if err != nil {
-			return err
-		}
-		if ok {
-			for _, key := range merged {
-				if err := s.b.del(ctx, key); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: subject index: too many concurrent writes", ErrUnavailable)
-}
-
-// ensureIndexed keeps a used session in its subject's index and the index alive.
-func (s *Store) ensureIndexed(ctx context.Context, subject, sid string) error {
-	primary := s.indexNames(subject)[0]
-	rec, _, err := s.readIndex(ctx, primary, subject)
-	if err == nil && slices.Contains(rec.SIDs, sid) {
-		return s.b.expire(ctx, primary, s.refreshTTL)
-	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	return s.indexUpdate(ctx, subject, func(sids []string) []string { return append(sids, sid) })
+	// All of them, also the sessions that had expired on their own.
+	return s.unindex(ctx, subject, sids)
 }
