@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -92,6 +93,9 @@ func (s *Server) pageCookieOf(c *gin.Context) (pageCookie, bool) {
 	return pc, err == nil
 }
 
+// maxFormBody bounds the body of a form posted from the page.
+const maxFormBody = 64 << 10
+
 // pageSession returns the session of the page's cookie. A state-changing
 // request must also carry the cookie's CSRF token in X-CSRF-Token (or the
 // csrf form field); a request without the cookie returns "" and no error,
@@ -106,9 +110,12 @@ func (s *Server) pageSession(c *gin.Context) (string, error) {
 	default:
 		tok := c.GetHeader("X-CSRF-Token")
 		if tok == "" {
+			// The page's forms are a few fields; a larger body is refused
+			// before gin parses it (a multipart form could spill to disk).
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBody)
 			tok = c.PostForm("csrf")
 		}
-		if tok == "" || tok != pc.CSRF {
+		if tok == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(pc.CSRF)) != 1 {
 			return "", errCSRF
 		}
 	}

@@ -370,7 +370,7 @@ func (s *Server) token(c *gin.Context) {
 		s.writeTokenError(c, invalidRequest("the body must be application/x-www-form-urlencoded"))
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBody)
 	if err := c.Request.ParseForm(); err != nil {
 		s.writeTokenError(c, invalidRequest("the form cannot be read"))
 		return
@@ -505,7 +505,7 @@ func (s *Server) refreshGrant(c *gin.Context, f url.Values) (tokencache.Tokens, 
 // tokens get 200 too, so the endpoint reveals nothing.
 func (s *Server) revoke(c *gin.Context) {
 	ctx := c.Request.Context()
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxFormBody)
 	if err := c.Request.ParseForm(); err != nil {
 		s.writeTokenError(c, invalidRequest("the form cannot be read"))
 		return

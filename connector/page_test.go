@@ -219,6 +219,30 @@ func TestPageSecurity(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /api/keys with a tampered cookie = %d, want 401", resp.StatusCode)
 	}
+
+	// Sign-out is a form post carrying the CSRF token; a form body past
+	// maxFormBody is refused, however right its token.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, tc := range []struct {
+		name, body string
+		want       int
+	}{
+		{"wrong token", "csrf=wrong", http.StatusForbidden},
+		{"oversized form", "pad=" + strings.Repeat("a", maxFormBody) + "&csrf=right", http.StatusForbidden},
+		{"right token", "csrf=right", http.StatusSeeOther},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, b.url+"/signout", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.AddCookie(cookie)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("sign-out, %s: status %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
 }
 
 func TestFeedKeyRefusals(t *testing.T) {
