@@ -87,6 +87,14 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// redisLogger puts go-redis's own messages in the bridge's structured log
+// instead of its default plain lines on standard error.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
+}
+
 // app is the wired bridge.
 type app struct {
 	handler   http.Handler
@@ -131,6 +139,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		}); err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
+		// go-redis reports pool and topology events (a Sentinel failover, a
+		// dial failure) through one process-wide logger of its own.
+		redis.SetLogger(redisLogger{log.With(slog.String("component", "redis"))})
 		a.storeKind = "redis"
 	} else {
 		log.Warn("no redis configured: sessions live in this process's memory and are lost on restart; run one replica only")
