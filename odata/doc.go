@@ -1,7 +1,10 @@
 // Package odata is the bridge's streaming OData relay (DESIGN §7).
 //
 // A Relay forwards GET and HEAD (and POST $batch where a source allows it) from
-// /odata/{source}/{path} to the source's upstream through httputil.ReverseProxy. It
+// /odata/{source}/{path} to the source's upstream through a small streaming core of its
+// own rather than httputil.ReverseProxy: each attempt's upstream request is built
+// directly, without cloning the incoming one, and the body is copied through pooled
+// buffers. It
 //
 //   - builds the upstream URL from the source's base and the escaped path, refusing
 //     anything that could leave that base (400), and forwards the raw query byte for
@@ -13,8 +16,15 @@
 //   - streams the body through a Rewriter that replaces every upstream base (plain and
 //     JSON \/-escaped) with the public one, and gzip-compresses toward clients that
 //     accept it; $value, $count and media bodies pass through with their length;
+//   - drops the hop-by-hop response headers (Connection and those it names, Keep-Alive,
+//     Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade) and upstream trailers, and
+//     flushes a body of unknown length after every upstream read, so a slow feed reaches
+//     the client as it comes;
+//   - bounds the wait for the upstream's response headers per source (504 when it runs
+//     out), but never the body, which may stream for as long as it takes;
 //   - aborts the response (http.ErrAbortHandler) when the upstream fails after the
-//     first byte, so a client never mistakes a truncated feed for a complete one.
+//     first byte, so a client never mistakes a truncated feed for a complete one, and
+//     stops reading the upstream when the client goes away.
 //
 // Errors before the first byte go to Options.ErrorHandler as wrapped sentinels of this
 // package (or the Authorizer's own errors); connector maps them to status codes.

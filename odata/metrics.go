@@ -3,6 +3,7 @@ package odata
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,39 +72,95 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *erro
 	return c
 }
 
-func (m *metrics) request(source string) {
+// sourceMetrics are one source's series, resolved once: a WithLabelValues per request
+// would hash the labels and take the vector's lock on the hot path. A nil *sourceMetrics
+// records nothing.
+type sourceMetrics struct {
+	vecs      *metrics
+	source    string
+	requests  prometheus.Counter
+	bytes     prometheus.Counter
+	ttfb      prometheus.Observer
+	retries   prometheus.Counter
+	aborts    prometheus.Counter
+	cacheHit  prometheus.Counter // nil without a $metadata cache
+	cacheMiss prometheus.Counter
+	// codes holds the upstream response counter per status code 100–599, resolved on
+	// first use.
+	codes [500]atomic.Pointer[prometheus.Counter]
+}
+
+// forSource resolves the series of the named source; withCache adds its $metadata cache
+// lookups. A nil *metrics gives nil.
+func (m *metrics) forSource(source string, withCache bool) *sourceMetrics {
+	if m == nil {
+		return nil
+	}
+	sm := &sourceMetrics{
+		vecs:     m,
+		source:   source,
+		requests: m.requests.WithLabelValues(source),
+		bytes:    m.bytes.WithLabelValues(source),
+		ttfb:     m.ttfb.WithLabelValues(source),
+		retries:  m.retries.WithLabelValues(source),
+		aborts:   m.aborts.WithLabelValues(source),
+	}
+	if withCache {
+		sm.cacheHit = m.cacheOps.WithLabelValues(source, "hit")
+		sm.cacheMiss = m.cacheOps.WithLabelValues(source, "miss")
+	}
+	return sm
+}
+
+func (m *sourceMetrics) request() {
 	if m != nil {
-		m.requests.WithLabelValues(source).Inc()
+		m.requests.Inc()
 	}
 }
 
-func (m *metrics) upstream(source string, code int, ttfb time.Duration) {
-	if m != nil {
-		m.upstreams.WithLabelValues(source, strconv.Itoa(code)).Inc()
-		m.ttfb.WithLabelValues(source).Observe(ttfb.Seconds())
+func (m *sourceMetrics) upstream(code int, ttfb time.Duration) {
+	if m == nil {
+		return
 	}
+	m.ttfb.Observe(ttfb.Seconds())
+	if code < 100 || code >= 600 {
+		m.vecs.upstreams.WithLabelValues(m.source, strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &m.codes[code-100]
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.vecs.upstreams.WithLabelValues(m.source, strconv.Itoa(code))
+	slot.Store(&c)
+	c.Inc()
 }
 
-func (m *metrics) sent(source string, n int64) {
+func (m *sourceMetrics) sent(n int64) {
 	if m != nil && n > 0 {
-		m.bytes.WithLabelValues(source).Add(float64(n))
+		m.bytes.Add(float64(n))
 	}
 }
 
-func (m *metrics) retry(source string) {
+func (m *sourceMetrics) retry() {
 	if m != nil {
-		m.retries.WithLabelValues(source).Inc()
+		m.retries.Inc()
 	}
 }
 
-func (m *metrics) abort(source string) {
+func (m *sourceMetrics) abort() {
 	if m != nil {
-		m.aborts.WithLabelValues(source).Inc()
+		m.aborts.Inc()
 	}
 }
 
-func (m *metrics) cache(source, result string) {
-	if m != nil {
-		m.cacheOps.WithLabelValues(source, result).Inc()
+func (m *sourceMetrics) cache(hit bool) {
+	switch {
+	case m == nil || m.cacheHit == nil:
+	case hit:
+		m.cacheHit.Inc()
+	default:
+		m.cacheMiss.Inc()
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"slices"
@@ -45,8 +44,10 @@ type Authorizer interface {
 
 // Options tunes a Relay; every zero value is a working default.
 type Options struct {
-	// Transport carries requests upstream. Zero: a tuned clone of http.DefaultTransport
-	// (keep-alive, MaxIdleConnsPerHost 64, no compression).
+	// Transport carries requests upstream. Zero: tuned clones of http.DefaultTransport
+	// (keep-alive, MaxIdleConnsPerHost 64, no compression), one per distinct header
+	// timeout, which they enforce themselves as ResponseHeaderTimeout; a Transport given
+	// here is used as it is, and the relay times each request's headers itself.
 	Transport http.RoundTripper
 	// APIKeyParam is the query parameter stripped before going upstream. Zero: "api_key".
 	APIKeyParam string
@@ -66,24 +67,32 @@ type Options struct {
 // Relay streams OData requests to configured upstream sources and rewrites their links
 // onto the bridge; it is safe for concurrent use.
 type Relay struct {
-	sources   map[string]*sourceState
-	proxy     *httputil.ReverseProxy
-	transport http.RoundTripper
-	apiKey    string
-	log       *slog.Logger
-	onError   func(w http.ResponseWriter, r *http.Request, src *Source, err error)
-	xfwd      bool
-	metrics   *metrics
+	sources map[string]*sourceState
+	apiKey  string
+	log     *slog.Logger
+	onError func(w http.ResponseWriter, r *http.Request, src *Source, err error)
+	xfwd    bool
+	metrics *metrics
 }
 
 type sourceState struct {
-	src      Source
-	target   *url.URL
-	bases    []string
-	headers  *strings.Replacer
-	rewriter *Rewriter // prototype, cloned per response
-	learned  atomic.Pointer[string]
-	cache    *metaCache
+	src        Source
+	target     *url.URL
+	targetPath string // target.EscapedPath(), ends with "/"
+	bases      []string
+	headers    *strings.Replacer
+	rewriter   *Rewriter // prototype, cloned for the pool
+	rewriters  sync.Pool // *Rewriter, idle
+	learned    atomic.Pointer[string]
+	cache      *metaCache
+	m          *sourceMetrics // nil: no metrics
+
+	transport http.RoundTripper
+	timeout   time.Duration // the header timeout in effect
+	// timesHeaders is true when transport enforces timeout itself (a relay-owned
+	// http.Transport with ResponseHeaderTimeout), so a request without a body needs no
+	// timer of the relay's own.
+	timesHeaders bool
 }
 
 // current returns a copy of the source with the learned version filled in.
@@ -105,15 +114,11 @@ var sourceName = regexp.MustCompile(`^[a-z0-9-]+$`)
 // NewRelay validates the sources and returns a Relay for them.
 func NewRelay(sources []Source, opts Options) (*Relay, error) {
 	rl := &Relay{
-		sources:   make(map[string]*sourceState, len(sources)),
-		transport: opts.Transport,
-		apiKey:    opts.APIKeyParam,
-		log:       opts.Logger,
-		onError:   opts.ErrorHandler,
-		xfwd:      opts.XForwarded,
-	}
-	if rl.transport == nil {
-		rl.transport = defaultTransport()
+		sources: make(map[string]*sourceState, len(sources)),
+		apiKey:  opts.APIKeyParam,
+		log:     opts.Logger,
+		onError: opts.ErrorHandler,
+		xfwd:    opts.XForwarded,
 	}
 	if rl.apiKey == "" {
 		rl.apiKey = "api_key"
@@ -147,13 +152,21 @@ func NewRelay(sources []Source, opts Options) (*Relay, error) {
 		}
 		rl.metrics = m
 	}
-	rl.proxy = &httputil.ReverseProxy{
-		Rewrite:        rl.rewrite,
-		Transport:      roundTripper{rl},
-		ModifyResponse: rl.modifyResponse,
-		ErrorHandler:   rl.proxyError,
-		BufferPool:     copyBufPool{},
-		ErrorLog:       slog.NewLogLogger(rl.log.Handler(), slog.LevelWarn),
+	// Sources with the same header timeout share one transport, and so its idle
+	// connections.
+	owned := map[time.Duration]*http.Transport{}
+	for _, st := range rl.sources {
+		st.m = rl.metrics.forSource(st.src.Name, st.cache != nil)
+		if opts.Transport != nil {
+			st.transport = opts.Transport
+			continue
+		}
+		t, ok := owned[st.timeout]
+		if !ok {
+			t = defaultTransport(st.timeout)
+			owned[st.timeout] = t
+		}
+		st.transport, st.timesHeaders = t, true
 	}
 	return rl, nil
 }
@@ -197,7 +210,10 @@ func newSourceState(s Source) (*sourceState, error) {
 		return nil, errors.Join(errs...)
 	}
 	s.Aliases = slices.Clone(s.Aliases)
-	st := &sourceState{src: s, target: target}
+	st := &sourceState{src: s, target: target, targetPath: target.EscapedPath(), timeout: s.HeaderTimeout}
+	if st.timeout == 0 {
+		st.timeout = defaultHeaderTimeout
+	}
 	st.bases = append([]string{s.URL}, s.Aliases...)
 	var pairs []string
 	for _, b := range st.bases {
@@ -227,7 +243,12 @@ func newLongestReplacer(pairs []string) *strings.Replacer {
 	return strings.NewReplacer(flat...)
 }
 
-func defaultTransport() *http.Transport {
+// defaultTransport returns the relay's own transport for sources whose header timeout is
+// headerTimeout. The transport bounds the wait for headers after the request is written
+// (ResponseHeaderTimeout, one runtime timer per request and nothing else), and the dial
+// and the TLS handshake by the same bound when it is shorter than theirs, so a request
+// that waits longer than headerTimeout in any phase fails as a timeout.
+func defaultTransport(headerTimeout time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 64
@@ -235,7 +256,9 @@ func defaultTransport() *http.Transport {
 	// The relay rewrites bodies, so it reads them uncompressed and compresses toward
 	// the client itself.
 	t.DisableCompression = true
-	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = (&net.Dialer{Timeout: min(10*time.Second, headerTimeout), KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = min(t.TLSHandshakeTimeout, headerTimeout)
+	t.ResponseHeaderTimeout = headerTimeout
 	return t
 }
 
@@ -248,10 +271,7 @@ func (rl *Relay) Source(name string) (*Source, bool) {
 	return st.current(), true
 }
 
-type callKey struct{}
-
-// call is the state of one relayed request, shared by the proxy's hooks through the
-// request context.
+// call is the state of one relayed request.
 type call struct {
 	rl     *Relay
 	st     *sourceState
@@ -262,12 +282,16 @@ type call struct {
 	auth   Authorizer
 	gzipOK bool
 
-	batchBody  []byte // replayable POST body; nil when none or too large
+	// The upstream request-target, built once for every attempt.
+	upPath, upRawPath, upQuery string
+
+	batchBody  []byte       // replayable POST body; nil when none or too large
+	bigBody    *inboundBody // a POST body too large to replay; nil otherwise
 	replayable bool
 
 	// Set by modifyResponse.
 	status    int
-	body      io.Writer // where the proxy's body writes go
+	body      io.Writer // where the upstream body goes: the Rewriter or out
 	rewriter  *Rewriter
 	gz        *gzipWriter
 	tee       *capBuffer
@@ -275,6 +299,8 @@ type call struct {
 	cacheKey  string
 	out       countWriter
 }
+
+var calls = sync.Pool{New: func() any { return new(call) }}
 
 // maxReplayBody bounds the $batch request body kept for the retry after an upstream 401.
 const maxReplayBody = 1 << 20
@@ -288,7 +314,7 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 		rl.onError(w, r, nil, ErrUnknownSource)
 		return
 	}
-	rl.metrics.request(source)
+	st.m.request()
 	last := path[strings.LastIndexByte(path, '/')+1:]
 	if u, err := url.PathUnescape(last); err == nil {
 		last = u
@@ -308,90 +334,63 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 		rl.onError(w, r, st.current(), err)
 		return
 	}
-	c := &call{rl: rl, st: st, w: w, in: r, path: cleanEscaped(path), last: last, auth: auth, gzipOK: acceptsGzip(r.Header)}
+	c := calls.Get().(*call)
+	*c = call{rl: rl, st: st, w: w, in: r, path: cleanEscaped(path), last: last, auth: auth, gzipOK: acceptsGzip(r.Header)}
 	c.out.w = w
+	c.upRawPath = st.targetPath + c.path
+	c.upPath = c.upRawPath
+	if p, err := url.PathUnescape(c.upRawPath); err == nil { // checkPath accepted it; keep the bytes otherwise
+		c.upPath = p
+	}
+	c.upQuery = stripQuery(r.URL.RawQuery, rl.apiKey)
 	if st.cache != nil && user != "" && last == "$metadata" && r.Method == http.MethodGet &&
 		r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
-		c.cacheKey = metaKey(user, c.path, stripQuery(r.URL.RawQuery, rl.apiKey), r.Header)
+		c.cacheKey = metaKey(user, c.path, c.upQuery, r.Header)
 		if e, ok := st.cache.get(c.cacheKey); ok {
-			rl.metrics.cache(source, "hit")
+			st.m.cache(true)
 			c.serveCached(e)
+			c.release()
 			return
 		}
-		rl.metrics.cache(source, "miss")
+		st.m.cache(false)
 	}
+	c.replayable = true
 	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
+		// GET and HEAD have no body to relay (RFC 9110 §9.3.1); $batch has one.
 		b, err := io.ReadAll(io.LimitReader(r.Body, maxReplayBody+1))
 		if err != nil {
 			rl.onError(w, r, st.current(), fmt.Errorf("%w: reading the request body", ErrBadRequest))
+			c.release()
 			return
 		}
-		r2 := *r
 		if len(b) <= maxReplayBody {
-			c.batchBody, c.replayable = b, true
-			r2.Body = io.NopCloser(bytes.NewReader(b))
-			r2.ContentLength = int64(len(b))
+			c.batchBody = b
 		} else {
-			r2.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
+			c.bigBody = &inboundBody{r: io.MultiReader(bytes.NewReader(b), r.Body)}
+			c.replayable = false
 		}
-		r = &r2
-	} else {
-		c.replayable = true
 	}
 	// net/http canonicalizes OData-Version as Odata-Version; whatever set either spelling
 	// before the relay, the response carries the upstream's one value only.
 	delete(w.Header(), "Odata-Version")
 	delete(w.Header(), "OData-Version")
 
-	done := false
-	defer func() {
-		if !done {
-			c.abandon()
+	if err := c.relay(); err != nil {
+		// The stream broke after the response started: the client must not mistake what
+		// it got for a whole response. Outside a server (a test's ResponseRecorder) there
+		// is nothing to abort.
+		if r.Context().Value(http.ServerContextKey) != nil {
+			panic(http.ErrAbortHandler)
 		}
-	}()
-	rl.proxy.ServeHTTP((*bodyWriter)(c), r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
-	err := c.finish()
-	done = true
-	if err != nil && r.Context().Value(http.ServerContextKey) != nil {
-		// The client went away while the tail was written: abort like the proxy does.
-		panic(http.ErrAbortHandler)
+		return
 	}
+	c.release()
 }
 
-func callOf(ctx context.Context) *call {
-	c, _ := ctx.Value(callKey{}).(*call)
-	return c
-}
-
-// rewrite builds the upstream request: the source's scheme and host, its base path
-// joined with the escaped relay path, the raw query less the API key, and only the
-// headers on the allow list (so no caller credential or cookie ever leaves).
-func (rl *Relay) rewrite(pr *httputil.ProxyRequest) {
-	c := callOf(pr.In.Context())
-	u := *c.st.target
-	escaped := u.EscapedPath() + c.path
-	p, err := url.PathUnescape(escaped)
-	if err != nil { // checkPath accepted it, so this cannot happen; keep the bytes
-		p = escaped
-	}
-	u.Path, u.RawPath = p, escaped
-	u.RawQuery = stripQuery(pr.In.URL.RawQuery, rl.apiKey)
-	u.ForceQuery = false
-	pr.Out.URL = &u
-	pr.Out.Host = ""
-	h := make(http.Header, len(forwardHeaders))
-	for _, k := range forwardHeaders {
-		if v, ok := pr.Out.Header[k]; ok {
-			h[k] = v
-		}
-	}
-	pr.Out.Header = h
-	if rl.xfwd {
-		pr.SetXForwarded()
-	}
+// release returns a finished call to the pool.
+func (c *call) release() {
+	*c = call{}
+	calls.Put(c)
 }
 
 // forwardHeaders are the request headers that go upstream, in canonical form
@@ -403,6 +402,15 @@ var forwardHeaders = []string{
 	"Prefer", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since",
 	"User-Agent", "X-Request-Id", "X-Ms-Client-Request-Id",
 }
+
+// forwarded is forwardHeaders as a set, for one lookup per incoming header.
+var forwarded = func() map[string]bool {
+	m := make(map[string]bool, len(forwardHeaders))
+	for _, k := range forwardHeaders {
+		m[k] = true
+	}
+	return m
+}()
 
 // cleanEscaped percent-encodes any byte that may not stand raw in a URL path, so the
 // path survives as url.URL.RawPath (which net/url ignores when it is not a valid
@@ -439,164 +447,6 @@ func pathByte(c byte) bool {
 		return true
 	}
 	return strings.IndexByte("-._~!$&'()*+,;=:@/%", c) >= 0
-}
-
-// proxyError turns a failure before the response started into a sentinel and hands it
-// to the ErrorHandler.
-func (rl *Relay) proxyError(_ http.ResponseWriter, out *http.Request, err error) {
-	c := callOf(out.Context())
-	if c.in.Context().Err() != nil {
-		return // the client is gone; nobody reads an error
-	}
-	var ae authError
-	switch {
-	case errors.As(err, &ae):
-		err = ae.err
-	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, ErrUpstreamUnauthorized), errors.Is(err, ErrUpstreamUnreachable):
-	default:
-		err = fmt.Errorf("%w: %w", ErrUpstreamUnreachable, err)
-	}
-	rl.onError(c.w, c.in, c.st.current(), err)
-}
-
-// authError marks an error returned by the Authorizer, which goes to the ErrorHandler unchanged.
-type authError struct{ err error }
-
-func (e authError) Error() string { return e.err.Error() }
-func (e authError) Unwrap() error { return e.err }
-
-var errHeaderTimeout = errors.New("upstream header timeout")
-
-// roundTripper applies the Authorizer, the source's header timeout and the one retry
-// after an upstream 401.
-type roundTripper struct{ rl *Relay }
-
-func (t roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
-	c := callOf(req.Context())
-	name := c.st.src.Name
-	timeout := c.st.src.HeaderTimeout
-	if timeout == 0 {
-		timeout = defaultHeaderTimeout
-	}
-	for attempt := 0; ; attempt++ {
-		out := req.Clone(req.Context())
-		if c.batchBody != nil {
-			out.Body = io.NopCloser(bytes.NewReader(c.batchBody))
-			out.ContentLength = int64(len(c.batchBody))
-		}
-		if c.auth != nil {
-			if err := c.auth.Authorize(req.Context(), out, attempt > 0); err != nil {
-				return nil, authError{err}
-			}
-		}
-		ctx, cancel := context.WithCancelCause(req.Context())
-		timer := time.AfterFunc(timeout, func() { cancel(errHeaderTimeout) })
-		start := time.Now()
-		res, err := t.rl.transport.RoundTrip(out.WithContext(ctx))
-		fired := !timer.Stop()
-		if err == nil && fired {
-			res.Body.Close()
-			err = errHeaderTimeout
-		}
-		if err != nil {
-			timedOut := context.Cause(ctx) == errHeaderTimeout
-			cancel(nil)
-			if timedOut {
-				return nil, fmt.Errorf("%w after %s", ErrUpstreamTimeout, timeout)
-			}
-			return nil, err
-		}
-		t.rl.metrics.upstream(name, res.StatusCode, time.Since(start))
-		if res.StatusCode == http.StatusUnauthorized {
-			drain(res.Body)
-			cancel(nil)
-			if attempt == 0 && c.auth != nil && c.replayable {
-				t.rl.metrics.retry(name)
-				continue
-			}
-			return nil, fmt.Errorf("%w", ErrUpstreamUnauthorized)
-		}
-		res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
-		return res, nil
-	}
-}
-
-// drain reads a little of a discarded body so the connection can be reused.
-func drain(b io.ReadCloser) {
-	io.CopyN(io.Discard, b, 64<<10)
-	b.Close()
-}
-
-// cancelBody releases the attempt's context once the proxy is done with the body.
-type cancelBody struct {
-	io.ReadCloser
-	cancel context.CancelCauseFunc
-}
-
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel(nil)
-	return err
-}
-
-// copyBufSize is the proxy's read size from the upstream: larger than the proxy's own
-// 32 KiB default, so a fast upstream costs fewer reads, writes and flushes per byte.
-const copyBufSize = 128 << 10
-
-// copyBufPool lends the proxy its copy buffers.
-type copyBufPool struct{}
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
-func (copyBufPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
-func (copyBufPool) Put(b []byte) { copyBufs.Put(&b) }
-
-// bodyWriter is the ResponseWriter the proxy sees: headers go to the client directly,
-// the body through the call's pipeline.
-type bodyWriter call
-
-func (b *bodyWriter) Header() http.Header { return b.w.Header() }
-
-// WriteHeader sends the OData headers in the spelling of the spec: the proxy copied them
-// with Header.Add, which canonicalizes OData-Version to Odata-Version. Clients compare
-// case-insensitively, but some tools and tests match the spec's bytes.
-func (b *bodyWriter) WriteHeader(code int) {
-	if code >= 200 {
-		h := b.w.Header()
-		for _, k := range odataSpellings {
-			if v, ok := h[k[0]]; ok {
-				delete(h, k[0])
-				h[k[1]] = v
-			}
-		}
-	}
-	b.w.WriteHeader(code)
-}
-
-// odataSpellings maps Go's canonical header keys to the OData spec's spelling.
-var odataSpellings = [][2]string{
-	{"Odata-Version", "OData-Version"},
-	{"Odata-Entityid", "OData-EntityId"},
-	{"Dataserviceversion", "DataServiceVersion"},
-}
-
-func (b *bodyWriter) Write(p []byte) (int, error) {
-	if b.body == nil {
-		return b.out.Write(p)
-	}
-	return b.body.Write(p)
-}
-
-// FlushError passes the proxy's flushes on (it flushes after every upstream read of a
-// streamed body), through the gzip stream when there is one, so a slow feed reaches the
-// client as it comes. The Rewriter's held-back tail stays: it may still begin a base.
-func (b *bodyWriter) FlushError() error {
-	if b.gz != nil {
-		if err := b.gz.Flush(); err != nil {
-			return err
-		}
-	}
-	return http.NewResponseController(b.w).Flush()
 }
 
 // countWriter counts the bytes that reach the client.

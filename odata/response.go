@@ -15,8 +15,7 @@ import (
 // modifyResponse applies the header policy and chooses the body pipeline: rewritten
 // (and gzip-compressed when the client accepts it) for OData documents, byte for byte
 // for media, $value and $count.
-func (rl *Relay) modifyResponse(res *http.Response) error {
-	c := callOf(res.Request.Context())
+func (c *call) modifyResponse(res *http.Response) error {
 	c.status = res.StatusCode
 	h := res.Header
 	c.st.learn(h)
@@ -42,7 +41,7 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 	h.Del("Content-Length")
 	h.Del("Content-Md5")
 	addVary(h, "Accept-Encoding")
-	// res.ContentLength stays: the proxy flushes after every write only for bodies of
+	// res.ContentLength stays: copyBody flushes after every read only for bodies of
 	// unknown length, and a small rewritten body then still leaves in one packet, with
 	// the length net/http computes for it.
 	if !bodyAllowed(c.in.Method, res.StatusCode) {
@@ -75,7 +74,7 @@ func (rl *Relay) modifyResponse(res *http.Response) error {
 		c.teeHeader.Del("Content-Encoding")
 		sink = c.tee
 	}
-	c.rewriter = c.st.rewriter.clone(sink)
+	c.rewriter = c.st.getRewriter(sink)
 	c.body = c.rewriter
 	return nil
 }
@@ -175,23 +174,34 @@ func (c *call) finish() error {
 	if c.tee != nil && err == nil && !c.tee.over && c.status == http.StatusOK {
 		c.st.cache.put(c.cacheKey, &metaEntry{header: c.teeHeader, body: c.tee.buf})
 	}
-	c.rl.metrics.sent(c.st.src.Name, c.out.n)
+	c.st.m.sent(c.out.n)
 	return err
 }
 
-// abandon releases what an aborted call holds, without writing anything more.
-func (c *call) abandon() {
-	if c.in.Context().Err() != nil {
-		c.rl.log.Debug("relay stream aborted: client gone", "source", c.st.src.Name, "bytes", c.out.n)
+// abandon releases what an aborted call holds, without writing anything more; err is
+// why the stream broke.
+func (c *call) abandon(err error) {
+	var cw errClientWrite
+	if c.in.Context().Err() != nil || errors.As(err, &cw) {
+		c.rl.log.Debug("relay stream aborted: client gone", "source", c.st.src.Name, "bytes", c.out.n, "error", err)
 	} else {
-		c.rl.log.Warn("relay stream aborted after the first byte", "source", c.st.src.Name, "status", c.status, "bytes", c.out.n)
+		c.rl.log.Warn("relay stream aborted after the first byte", "source", c.st.src.Name, "status", c.status, "bytes", c.out.n, "error", err)
 	}
 	if c.gz != nil {
 		putGzip(c.gz) // Reset on the next use
 		c.gz = nil
 	}
-	c.rl.metrics.sent(c.st.src.Name, c.out.n)
-	c.rl.metrics.abort(c.st.src.Name)
+	c.releaseRewriter()
+	c.st.m.sent(c.out.n)
+	c.st.m.abort()
+}
+
+// releaseRewriter returns the call's Rewriter to its source's pool.
+func (c *call) releaseRewriter() {
+	if c.rewriter != nil {
+		c.st.putRewriter(c.rewriter)
+		c.rewriter, c.body = nil, nil
+	}
 }
 
 // serveCached answers a $metadata request from the per-user cache.
@@ -213,7 +223,7 @@ func (c *call) serveCached(e *metaEntry) {
 		c.w.WriteHeader(http.StatusOK)
 		c.out.Write(e.body)
 	}
-	c.rl.metrics.sent(c.st.src.Name, c.out.n)
+	c.st.m.sent(c.out.n)
 }
 
 // gzipWriter is a pooled gzip.Writer at BestSpeed: relaying at network speed matters

@@ -91,6 +91,25 @@ func (rw *Rewriter) clone(dst io.Writer) *Rewriter {
 	return c
 }
 
+// getRewriter returns an idle Rewriter of the source's bases writing to dst.
+func (st *sourceState) getRewriter(dst io.Writer) *Rewriter {
+	if rw, ok := st.rewriters.Get().(*Rewriter); ok {
+		rw.dst = dst
+		return rw
+	}
+	return st.rewriter.clone(dst)
+}
+
+// putRewriter makes rw idle again, whatever state its stream ended in.
+func (st *sourceState) putRewriter(rw *Rewriter) {
+	if rw.outp != nil { // only a panic between begin and end leaves one
+		return
+	}
+	rw.dst, rw.err = nil, nil
+	rw.pend = rw.pend[:0]
+	st.rewriters.Put(rw)
+}
+
 func commonPrefix(a, b []byte) int {
 	n := min(len(a), len(b))
 	for i := range n {
