@@ -9,7 +9,8 @@ import (
 )
 
 // outBufSize is the size of the Rewriter's pooled output buffer: large enough that
-// one upstream read (copyBufSize) leaves the Rewriter as one write downstream.
+// one upstream read (copyBufSize) leaves the Rewriter as one write downstream, even with
+// its links made longer.
 const outBufSize = 2 * copyBufSize
 
 var outBufPool = sync.Pool{New: func() any { b := make([]byte, 0, outBufSize); return &b }}
