@@ -144,3 +144,44 @@ func FuzzRewriteJSON(f *testing.F) {
 func FuzzRewriteXML(f *testing.F) {
 	fuzzRewrite(f, ".xml", []string{"http://up/svc/", "HTTP://UP/SVC/", "http://localhost:8080/ReferenceScenario.svc/", "http://services.odata.org/Northwind/Northwind.svc/"})
 }
+
+// TestRewriterDenseSlashes: a stream full of '/' (Atom XML) makes the Rewriter leave the
+// '/' scan for the anchor scan part-way through; the output must not change across the
+// switch, wherever the writes are cut.
+func TestRewriterDenseSlashes(t *testing.T) {
+	from := []string{"http://up/svc/", "https://up/svc/"}
+	const to = "https://bridge/odata/s/"
+	var b strings.Builder
+	// JSON-like first (few slashes), then XML, then JSON again, with bases everywhere.
+	for i := range 300 {
+		b.WriteString(`{"n":"x","@odata.id":"http:\/\/up\/svc\/P(` + strings.Repeat("1", i%7) + `)"},`)
+	}
+	for i := range 2000 {
+		b.WriteString(`<entry><id>http://up/svc/P(` + strings.Repeat("2", i%5) + `)</id><link href="https://up/svc/Q"/></entry><a/><b/>http://up/sv`)
+	}
+	for range 300 {
+		b.WriteString(`{"next":"http://up/svc/P?$skip=1"},`)
+	}
+	in := []byte(b.String())
+	want := replaceRef(in, from, to)
+	for _, split := range [][]int{nil, {64 << 10}, {4096, 17}, {5000, 1, 8191}} {
+		var out bytes.Buffer
+		rw := NewRewriter(&out, from, to)
+		rest := in
+		for k := 0; len(rest) > 0; k++ {
+			n := len(rest)
+			if split != nil {
+				n = min(n, split[k%len(split)])
+			}
+			rw.Write(rest[:n])
+			rest = rest[n:]
+		}
+		rw.Close()
+		if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("split %v: output differs from the reference", split)
+		}
+		if !rw.dense {
+			t.Errorf("split %v: the '/' scan never gave way in a stream of Atom entries", split)
+		}
+	}
+}
