@@ -149,6 +149,7 @@ type entra struct {
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
+	keys     *keySet
 	issuers  []string // issuer templates of v2 and v1 tokens; may hold "{tenantid}"
 }
 
@@ -201,10 +202,8 @@ func (e *entra) discover(ctx context.Context) (*oidc.IDTokenVerifier, []string, 
 	if v2.Issuer == "" || v2.JWKSURI == "" || v1.Issuer == "" {
 		return nil, nil, fmt.Errorf("entra discovery: %w: incomplete discovery document", ErrProviderDown)
 	}
-	// The key set fetches lazily and outlives this request.
-	kctx := oidc.ClientContext(context.Background(), e.client)
-	keys := oidc.NewRemoteKeySet(kctx, v2.JWKSURI)
-	e.verifier = oidc.NewVerifier("", keys, &oidc.Config{
+	e.keys = &keySet{uri: v2.JWKSURI, client: e.client, now: e.now}
+	e.verifier = oidc.NewVerifier("", e.keys, &oidc.Config{
 		ClientID: e.audience,
 		// Checked below against the token's own tenant.
 		SkipIssuerCheck: true,
@@ -251,6 +250,9 @@ func isJWT(tok string) bool { return strings.Count(tok, ".") == 2 }
 func (e *entra) verify(ctx context.Context, raw string) (entraClaims, error) {
 	v, issuers, err := e.discover(ctx)
 	if err != nil {
+		return entraClaims{}, err
+	}
+	if err := e.keys.ensure(ctx, raw); err != nil {
 		return entraClaims{}, err
 	}
 	tok, err := v.Verify(ctx, raw)

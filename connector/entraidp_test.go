@@ -39,11 +39,13 @@ type entraIdP struct {
 	key      *rsa.PrivateKey
 	kid      string
 	oboCalls atomic.Int64
+	keyReads atomic.Int64 // requests for the key set
 
 	mu         sync.Mutex
 	consented  map[string]bool // tenant ID → admin consent granted
 	notAdmin   bool            // the consent endpoint answers AADSTS90094
 	down       bool            // the token endpoint answers 503
+	keysDown   bool            // the key set answers 503
 	refuse     string          // the token endpoint answers invalid_grant with this AADSTS text
 	lastScope  string
 	lastClient string
@@ -119,7 +121,15 @@ func (p *entraIdP) discovery(v2 bool) http.HandlerFunc {
 }
 
 func (p *entraIdP) keys(w http.ResponseWriter, _ *http.Request) {
+	p.keyReads.Add(1)
+	p.mu.Lock()
+	down := p.keysDown
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &p.key.PublicKey, KeyID: p.kid, Algorithm: "RS256", Use: "sig"}}}
+	p.mu.Unlock()
+	if down {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(set)
 }
