@@ -191,12 +191,12 @@ func (e *entra) discover(ctx context.Context) (*oidc.IDTokenVerifier, []string, 
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := e.getJSON(ctx, base+"/v2.0/.well-known/openid-configuration", &v2); err != nil {
+	if err := getJSON(ctx, e.client, "entra discovery", base+"/v2.0/.well-known/openid-configuration", &v2); err != nil {
 		return nil, nil, err
 	}
 	// Power BI asks for a token to the App ID URI, which Entra issues in
 	// version 1 unless the app manifest asks for version 2.
-	if err := e.getJSON(ctx, base+"/.well-known/openid-configuration", &v1); err != nil {
+	if err := getJSON(ctx, e.client, "entra discovery", base+"/.well-known/openid-configuration", &v1); err != nil {
 		return nil, nil, err
 	}
 	if v2.Issuer == "" || v2.JWKSURI == "" || v1.Issuer == "" {
@@ -215,21 +215,23 @@ func (e *entra) discover(ctx context.Context) (*oidc.IDTokenVerifier, []string, 
 	return e.verifier, e.issuers, nil
 }
 
-func (e *entra) getJSON(ctx context.Context, u string, v any) error {
+// getJSON reads the JSON document at u into v; what names it in errors. A
+// failure to get it is ErrProviderDown.
+func getJSON(ctx context.Context, client *http.Client, what, u string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("entra discovery: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	resp, err := e.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("entra discovery: %w: %v", ErrProviderDown, err)
+		return fmt.Errorf("%s: %w: %v", what, ErrProviderDown, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("entra discovery: %w: answered %d", ErrProviderDown, resp.StatusCode)
+		return fmt.Errorf("%s: %w: answered %d", what, ErrProviderDown, resp.StatusCode)
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v); err != nil {
-		return fmt.Errorf("entra discovery: %w: %v", ErrProviderDown, err)
+		return fmt.Errorf("%s: %w: %v", what, ErrProviderDown, err)
 	}
 	return nil
 }

@@ -2,10 +2,8 @@ package connector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -90,21 +88,9 @@ func (k *keySet) ensure(ctx context.Context, raw string) error {
 func (k *keySet) fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.uri, nil)
-	if err != nil {
-		return fmt.Errorf("entra keys: %w", err)
-	}
-	resp, err := k.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("entra keys: %w: %v", ErrProviderDown, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("entra keys: %w: answered %d", ErrProviderDown, resp.StatusCode)
-	}
 	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return fmt.Errorf("entra keys: %w: %v", ErrProviderDown, err)
+	if err := getJSON(ctx, k.client, "entra keys", k.uri, &set); err != nil {
+		return err
 	}
 	var keys []jose.JSONWebKey
 	for _, key := range set.Keys {
