@@ -13,6 +13,8 @@ import (
 // OData v4 JSON Format §21.1: {"error":{"code","message"}}. OData v3 JSON light:
 // {"odata.error":{"code","message":{"lang","value"}}}. OData v2 verbose JSON:
 // {"error":{"code","message":{"lang","value"}}}.
+//
+// The response carries the headers of Isolate, as every response under /odata does.
 func WriteError(w http.ResponseWriter, version string, status int, code, message string) {
 	if code == "" {
 		code = strconv.Itoa(status)
@@ -27,9 +29,10 @@ func WriteError(w http.ResponseWriter, version string, status int, code, message
 	}
 	var body any
 	h := w.Header()
-	for _, k := range []string{"Content-Length", "Content-Encoding", "Etag", "Odata-Version", "OData-Version", "Dataserviceversion", "DataServiceVersion"} {
+	for _, k := range []string{"Content-Length", "Content-Encoding", "Content-Disposition", "Etag", "Odata-Version", "OData-Version", "Dataserviceversion", "DataServiceVersion"} {
 		delete(h, k)
 	}
+	Isolate(h)
 	switch version {
 	case "2.0", "1.0":
 		body = map[string]inner{"error": {code, langValue{"en-US", message}}}

@@ -4,14 +4,27 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // checkPath refuses a relay path that could leave the source's base: a dot segment
 // (plain or percent-encoded, once or twice), an absolute URL, a leading or doubled
 // slash, a backslash or a control character. RFC 3986 §5.2.4 removes dot segments, so
 // an upstream that normalizes would otherwise climb above its base.
+//
+// Upstreams differ in what they take for a dot segment, so every decoding of the path
+// is held to the strictest reading any of them is known to have: a segment of dots
+// only ("..." on Windows), dots before ';' (Tomcat's path parameters, "..;x") or
+// before whitespace (".. ", trimmed by IIS), invalid or overlong UTF-8 (a decoder
+// that accepts %c0%ae reads '.'), and a segment whose NFKC form is dot-like or holds a
+// slash (U+FF0E FULLWIDTH FULL STOP, U+2024 ONE DOT LEADER, which Unicode-aware
+// servers fold to '.'). An empty segment is refused after every decoding, since
+// "a%2F%2Fevil" becomes "a//evil" one decoding later.
 func checkPath(escaped string) error {
-	if strings.HasPrefix(escaped, "/") || strings.Contains(escaped, "//") {
+	if strings.HasPrefix(escaped, "/") {
 		return fmt.Errorf("%w: empty path segment", ErrBadRequest)
 	}
 	if strings.ContainsAny(escaped, "#?") {
@@ -21,21 +34,37 @@ func checkPath(escaped string) error {
 	}
 	p := escaped
 	for range 3 {
+		if strings.Contains(p, "//") {
+			return fmt.Errorf("%w: empty path segment", ErrBadRequest)
+		}
 		if strings.ContainsAny(p, `\`) || strings.Contains(p, "://") || strings.HasPrefix(p, "/") {
 			return fmt.Errorf("%w: path leaves the source", ErrBadRequest)
 		}
+		ascii := true
 		for _, c := range []byte(p) {
 			if c < 0x20 || c == 0x7f {
 				return fmt.Errorf("%w: control character in path", ErrBadRequest)
 			}
+			if c >= utf8.RuneSelf {
+				ascii = false
+			}
+		}
+		if !ascii && !utf8.ValidString(p) {
+			return fmt.Errorf("%w: path is not valid UTF-8", ErrBadRequest)
 		}
 		for seg := range strings.SplitSeq(p, "/") {
 			// An upstream that decodes once more may end the path at '#' or '?'.
 			if i := strings.IndexAny(seg, "#?"); i >= 0 {
 				seg = seg[:i]
 			}
-			if seg == "." || seg == ".." {
+			if dotSegment(seg) {
 				return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
+			}
+			if !ascii && !isASCII(seg) {
+				// Only a segment with non-ASCII runes can change under NFKC.
+				if n := norm.NFKC.String(seg); n != seg && (dotSegment(n) || strings.ContainsAny(n, `/\`)) {
+					return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
+				}
 			}
 		}
 		u, err := url.PathUnescape(p)
@@ -51,6 +80,29 @@ func checkPath(escaped string) error {
 		p = u
 	}
 	return fmt.Errorf("%w: path encoded too many times", ErrBadRequest)
+}
+
+// dotSegment reports whether seg is one or more dots, alone or before ';' or whitespace:
+// what some upstream may take for "." or "..".
+func dotSegment(seg string) bool {
+	rest := strings.TrimLeft(seg, ".")
+	if len(rest) == len(seg) {
+		return false
+	}
+	if rest == "" || rest[0] == ';' {
+		return true
+	}
+	r, _ := utf8.DecodeRuneInString(rest)
+	return unicode.IsSpace(r)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // stripQuery removes every parameter named name from a raw query, keeping all other

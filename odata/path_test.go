@@ -32,6 +32,38 @@ func TestCheckPath(t *testing.T) {
 		{"a%5Cb", false},
 		{"a%00", false},
 		{"a%zz", false},
+		// What some upstream reads as a dot segment.
+		{"...", false},
+		{"a/.../b", false},
+		{"..;x/admin", false},
+		{"..;", false},
+		{".;/x", false},
+		{"..%3Bx/admin", false},
+		{"..%20/admin", false},
+		{".. /admin", false},
+		{"..%09/admin", false},
+		{"..%C2%A0/admin", false},
+		{"%c0%ae%c0%ae/admin", false},
+		{"%C0%2E/x", false},
+		{"%e0%80%ae%e0%80%ae/x", false},
+		{"a%ff", false},
+		{"a%25ff", false},
+		{"%EF%BC%8E%EF%BC%8E/admin", false}, // U+FF0E FULLWIDTH FULL STOP twice
+		{"\uff0e\uff0e/admin", false},
+		{"%E2%80%A4%E2%80%A4/admin", false}, // U+2024 ONE DOT LEADER twice
+		{"%E2%80%A5/admin", false},          // U+2025 TWO DOT LEADER
+		{"a%EF%BC%8Fb", false},              // U+FF0F FULLWIDTH SOLIDUS
+		{"a%2F%2Fevil", false},
+		{"a%252F%252Fevil", false},
+		{"a%2F", true},
+		{".hidden", true},
+		{"...x", true},
+		{"..x", true},
+		{"Items('..')", true},
+		{"Items('a%2F..%2Fb')", false},
+		{"People('M%C3%BCller')", true},
+		{"People('%EF%BD%86%EF%BD%95%EF%BD%8C%EF%BD%8C')", true}, // full-width letters
+		{"People('%E2%80%A4')", true},
 	}
 	for _, tt := range tests {
 		if err := checkPath(tt.path); (err == nil) != tt.ok {
@@ -61,7 +93,8 @@ func TestStripQuery(t *testing.T) {
 // FuzzCheckPath: a path checkPath accepts, joined to a base the way the relay joins it
 // and resolved as RFC 3986 §5.2 does, stays under the base on the same host.
 func FuzzCheckPath(f *testing.F) {
-	for _, s := range []string{"People('a%2Fb')", "..", "%2e%2e/x", "a/%2E%2E%2F..", "http:%2F%2Fh", "%252e%252e"} {
+	for _, s := range []string{"People('a%2Fb')", "..", "%2e%2e/x", "a/%2E%2E%2F..", "http:%2F%2Fh", "%252e%252e",
+		"..;x", "...", ".. /x", "%c0%ae%c0%ae", "%EF%BC%8E%EF%BC%8E", "%E2%80%A5", "a%2F%2Fevil", "Items('a%2Fb')"} {
 		f.Add(s)
 	}
 	base, _ := url.Parse("http://up.example/api/odata/v4/")

@@ -309,6 +309,7 @@ const maxReplayBody = 1 << 20
 // "/odata/{source}/" (may be empty); user is an opaque per-user key for the metadata
 // cache ("" disables caching for this call).
 func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, user string, auth Authorizer) {
+	Isolate(w.Header()) // on errors too: an upstream's body is never a page of the bridge's
 	st, ok := rl.sources[source]
 	if !ok {
 		rl.onError(w, r, nil, ErrUnknownSource)

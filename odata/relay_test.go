@@ -535,6 +535,13 @@ func TestRelayPathEscapes(t *testing.T) {
 		"/odata/s/People%5C..%5Cadmin",
 		`/odata/s/People\admin`,
 		"/odata/s/People%00",
+		"/odata/s/..;x/admin",
+		"/odata/s/.../admin",
+		"/odata/s/..%20/admin",
+		"/odata/s/%c0%ae%c0%ae/admin",
+		"/odata/s/%EF%BC%8E%EF%BC%8E/admin",
+		"/odata/s/%E2%80%A5/admin",
+		"/odata/s/a%2F%2Fevil.example/x",
 	} {
 		t.Run(target, func(t *testing.T) {
 			before := u.hits.Load()

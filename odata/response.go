@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,13 @@ func (c *call) modifyResponse(res *http.Response) error {
 	h := res.Header
 	c.st.learn(h)
 
+	// Only what an OData client reads passes: an upstream's cookies, CORS grants,
+	// Refresh, Clear-Site-Data, challenges or policies would act on the bridge's origin.
+	for k := range h {
+		if !relayedHeader(k) {
+			delete(h, k)
+		}
+	}
 	// Go canonicalizes OData-Version as Odata-Version; send the spec's spelling, once.
 	for _, k := range odataSpellings {
 		if v := h[k[0]]; len(v) > 0 {
@@ -27,13 +35,22 @@ func (c *call) modifyResponse(res *http.Response) error {
 			h[k[1]] = v[:1]
 		}
 	}
-	// Upstream cookies belong to the upstream's domain, not the bridge's.
-	delete(h, "Set-Cookie")
-	for _, k := range []string{"Location", "Content-Location", "OData-EntityId", "Link"} {
+	for _, k := range linkHeaders {
 		for i, v := range h[k] {
 			h[k][i] = c.st.headers.Replace(v)
 		}
 	}
+	if locs := h["Location"]; len(locs) > 0 {
+		if loc := c.sourceLocation(res, locs[0]); loc != "" {
+			h["Location"] = []string{loc}
+		} else {
+			delete(h, "Location")
+		}
+	}
+	if isRedirect(res.StatusCode) && len(h["Location"]) == 0 {
+		return fmt.Errorf("%w: redirect to outside the source", ErrUpstreamUnreachable)
+	}
+	c.isolateBody(h, res.StatusCode)
 
 	if !c.rewritable(h) {
 		return nil // Content-Length and every byte kept
@@ -77,6 +94,162 @@ func (c *call) modifyResponse(res *http.Response) error {
 	c.rewriter = c.st.getRewriter(sink)
 	c.body = c.rewriter
 	return nil
+}
+
+// relayedHeader reports whether the upstream response header k (canonical form) reaches
+// the client: the representation's metadata, caching, OData's own headers and the links
+// the relay rewrites. Content-Encoding is the pipeline's to handle.
+func relayedHeader(k string) bool {
+	switch k {
+	case "Content-Type", "Content-Length", "Content-Language", "Content-Encoding",
+		"Etag", "Last-Modified", "Cache-Control", "Expires", "Date", "Age", "Vary", "Retry-After",
+		"Odata-Version", "Dataserviceversion", "Preference-Applied",
+		"Location", "Content-Location", "Odata-Entityid", "Link":
+		return true
+	}
+	return false
+}
+
+// linkHeaders are the headers whose source URLs move onto the public base.
+var linkHeaders = []string{"Content-Location", "OData-EntityId", "Link"}
+
+// isRedirect reports whether status sends the client elsewhere by its Location
+// (RFC 9110 §15.4; 300 may and 304 does not).
+func isRedirect(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusUseProxy,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// sourceLocation returns the upstream's Location loc on the source's public base, or ""
+// when it leads anywhere else: another host, the bridge's other routes, or a path
+// checkPath refuses (dot segments a browser would resolve). loc is resolved against the
+// upstream request first, so a relative Location counts where it lands.
+func (c *call) sourceLocation(res *http.Response, loc string) string {
+	ref, err := url.Parse(loc)
+	if err != nil {
+		return ""
+	}
+	at := c.st.target
+	if res.Request != nil && res.Request.URL != nil {
+		at = res.Request.URL
+	}
+	abs := at.ResolveReference(ref).String()
+	rest, ok := "", false
+	for _, b := range c.st.bases {
+		if rest, ok = strings.CutPrefix(abs, b); ok {
+			break
+		}
+	}
+	if !ok {
+		// An upstream that knows the bridge may send the public URL itself.
+		if rest, ok = strings.CutPrefix(abs, c.st.src.PublicBase); !ok {
+			return ""
+		}
+	}
+	p, _, _ := strings.Cut(rest, "#")
+	p, _, _ = strings.Cut(p, "?")
+	if checkPath(p) != nil {
+		return ""
+	}
+	return c.st.src.PublicBase + rest
+}
+
+// Values the relay sets, shared by every response: net/http only reads them, and a
+// caller's Header.Add appends to a full slice, so it copies first.
+var (
+	octetStream = []string{"application/octet-stream"}
+	attachment  = []string{"attachment"}
+)
+
+// isolateBody keeps an upstream body from being rendered as a document of the bridge's
+// origin, on top of the sandbox CSP and nosniff every /odata response carries (Isolate).
+// A body without a type is application/octet-stream (net/http would sniff one, perhaps
+// as text/html). The rule for Content-Disposition: attachment:
+//
+//   - OData's own types stay inline: JSON, XML, Atom, AtomPub service documents,
+//     text/plain ($count) and multipart/mixed ($batch).
+//   - A type that can hold active content (HTML, XHTML, SVG, XSLT, other XML, script) is
+//     always an attachment, $value or not.
+//   - Any other type is inline for $value (media such as images) and an attachment
+//     elsewhere, where an OData service has no reason to send it.
+//
+// A Content-Type sent twice or holding a comma is an attachment: browsers read the last
+// of a list of types, the relay would read the first.
+func (c *call) isolateBody(h http.Header, status int) {
+	if status == http.StatusNoContent || status == http.StatusNotModified {
+		return
+	}
+	ct := h["Content-Type"]
+	if len(ct) == 0 {
+		h["Content-Type"] = octetStream
+		if c.last != "$value" {
+			h["Content-Disposition"] = attachment
+		}
+		return
+	}
+	if len(ct) > 1 || strings.IndexByte(ct[0], ',') >= 0 {
+		h["Content-Disposition"] = attachment
+		return
+	}
+	mt, _, _ := strings.Cut(ct[0], ";")
+	mt = strings.TrimSpace(mt)
+	for _, t := range inlineTypes {
+		if strings.EqualFold(mt, t) {
+			return
+		}
+	}
+	if c.last != "$value" || activeType(mt) {
+		h["Content-Disposition"] = attachment
+	}
+}
+
+// inlineTypes are the media types of OData responses.
+var inlineTypes = []string{
+	"application/json", "application/xml", "text/xml", "application/atom+xml",
+	"application/atomsvc+xml", "text/plain", "multipart/mixed",
+}
+
+// activeType reports whether a browser may run script in, or build a page from, a body
+// of media type mt.
+func activeType(mt string) bool {
+	for _, s := range []string{"html", "svg", "xml", "xsl", "script", "multipart"} {
+		if containsFold(mt, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII sub, ignoring case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// ContentSecurityPolicy is the policy of every response under /odata: a relayed body is
+// the upstream's, so it gets no script, no origin (sandbox without allow-same-origin),
+// no subresource and no frame around it.
+const ContentSecurityPolicy = "sandbox; default-src 'none'; frame-ancestors 'none'"
+
+var (
+	cspValue     = []string{ContentSecurityPolicy}
+	nosniffValue = []string{"nosniff"}
+)
+
+// Isolate sets the headers that keep any response under /odata from acting on the
+// bridge's origin: the sandbox Content-Security-Policy and X-Content-Type-Options:
+// nosniff. The relay, the REST service and WriteError call it; it allocates nothing.
+func Isolate(h http.Header) {
+	h["Content-Security-Policy"] = cspValue
+	h["X-Content-Type-Options"] = nosniffValue
 }
 
 // rewritable reports whether the response is an OData document whose links the relay

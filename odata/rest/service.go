@@ -137,6 +137,7 @@ func New(src Source, opts Options) (*Service, error) {
 // "/odata/{source}/" ("" = service document); user is an opaque per-user
 // cache key.
 func (s *Service) Serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+	odata.Isolate(w.Header()) // errors included, like every response under /odata
 	if err := s.serve(w, r, path, user, auth); err != nil {
 		s.onError(w, r, err)
 	}
