@@ -22,6 +22,7 @@ import (
 // feed authenticates a relay call by the source's auth mode and hands it to
 // the source's Feed.
 func (s *Server) feed(c *gin.Context) {
+	odata.Isolate(c.Writer.Header()) // every answer under /odata, the redirect below too
 	r := c.Request
 	name := c.Param("source")
 	src, ok := s.sources[name]
