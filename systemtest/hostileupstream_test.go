@@ -243,4 +243,3 @@ func checkIsolated(t *testing.T, h http.Header) {
 		t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
 	}
 }
-
