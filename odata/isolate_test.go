@@ -153,6 +153,7 @@ func TestRelayResponseHeaderAllowList(t *testing.T) {
 		"Age":                              "3",
 		"Retry-After":                      "5",
 		"Preference-Applied":               "odata.maxpagesize=10",
+		"Allow":                            "GET, HEAD",
 		"Set-Cookie":                       "upstream=1; Path=/",
 		"Refresh":                          "0; url=https://evil.example/",
 		"Access-Control-Allow-Origin":      "*",
@@ -171,7 +172,7 @@ func TestRelayResponseHeaderAllowList(t *testing.T) {
 		"Cross-Origin-Resource-Policy":     "cross-origin",
 	}
 	kept := map[string]bool{"Content-Language": true, "Etag": true, "Last-Modified": true, "Cache-Control": true,
-		"Expires": true, "Age": true, "Retry-After": true, "Preference-Applied": true, "Link": true}
+		"Expires": true, "Age": true, "Retry-After": true, "Preference-Applied": true, "Allow": true, "Link": true}
 	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {
 		for k, v := range sent {
 			w.Header()[k] = []string{v}

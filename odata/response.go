@@ -98,11 +98,12 @@ func (c *call) modifyResponse(res *http.Response) error {
 
 // relayedHeader reports whether the upstream response header k (canonical form) reaches
 // the client: the representation's metadata, caching, OData's own headers and the links
-// the relay rewrites. Content-Encoding is the pipeline's to handle.
+// the relay rewrites. Content-Encoding is the pipeline's to handle; Allow is what a 405
+// must carry (RFC 9110 §15.5.6).
 func relayedHeader(k string) bool {
 	switch k {
 	case "Content-Type", "Content-Length", "Content-Language", "Content-Encoding",
-		"Etag", "Last-Modified", "Cache-Control", "Expires", "Date", "Age", "Vary", "Retry-After",
+		"Etag", "Last-Modified", "Cache-Control", "Expires", "Date", "Age", "Vary", "Retry-After", "Allow",
 		"Odata-Version", "Dataserviceversion", "Preference-Applied",
 		"Location", "Content-Location", "Odata-Entityid", "Link":
 		return true
