@@ -247,7 +247,8 @@ var (
 
 // Isolate sets the headers that keep any response under /odata from acting on the
 // bridge's origin: the sandbox Content-Security-Policy and X-Content-Type-Options:
-// nosniff. The relay, the REST service and WriteError call it; it allocates nothing.
+// nosniff. The relay, the REST service and WriteError call it; its values are shared,
+// not allocated per response.
 func Isolate(h http.Header) {
 	h["Content-Security-Policy"] = cspValue
 	h["X-Content-Type-Options"] = nosniffValue
