@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/odata-bridge/bridge/powerbi"
-	"github.com/odata-bridge/bridge/powerbi/meval"
+	"github.com/odata-bridge/bridge/internal/meval"
 )
 
 // TestConnectorMAgainstBridge evaluates the generated connector's own M

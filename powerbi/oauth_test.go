@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/odata-bridge/bridge/powerbi/meval"
+	"github.com/odata-bridge/bridge/internal/meval"
 )
 
 // RFC 7636 Appendix B: the example verifier and its S256 challenge.
