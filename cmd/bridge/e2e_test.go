@@ -48,7 +48,7 @@ func startDemo(t *testing.T) *demoBridge {
 	})
 	d := &demoBridge{url: public, keys: map[string]string{}}
 	for _, user := range world.Users[:2] {
-		key, err := demoFeedKey(ctx, public, world, user)
+		key, err := demoFeedKey(ctx, public, user)
 		if err != nil {
 			t.Fatalf("feed key for %s: %v", user, err)
 		}
