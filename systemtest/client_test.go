@@ -20,12 +20,6 @@ import (
 // registered for the bridge's default client.
 const powerBIRedirect = powerbi.RedirectURI
 
-// noRedirect is a client that shows every redirect instead of following it.
-var noRedirect = &http.Client{
-	Timeout:       30 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
 // client is the tests' HTTP client. Its timeout is the bound of "never a
 // hang": every request a test makes ends within it.
 var client = &http.Client{Timeout: 20 * time.Second}
