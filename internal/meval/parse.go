@@ -166,6 +166,16 @@ func (p *parser) parseExpr() (node, error) {
 	return p.parseBinary(0)
 }
 
+// skipAsType skips an "as type" annotation where one stands and reports
+// false when what follows "as" is not a type.
+func (p *parser) skipAsType() bool {
+	if !p.keyword("as") {
+		return true
+	}
+	p.next()
+	return p.skipType()
+}
+
 // tryFunction parses "(params) [as type] => body" when the tokens form one;
 // otherwise it restores the position and reports ok = false.
 func (p *parser) tryFunction() (node, bool, error) {
@@ -184,12 +194,9 @@ func (p *parser) tryFunction() (node, bool, error) {
 				p.pos = start
 				return nil, false, nil
 			}
-			if p.keyword("as") {
-				p.next()
-				if !p.skipType() {
-					p.pos = start
-					return nil, false, nil
-				}
+			if !p.skipAsType() {
+				p.pos = start
+				return nil, false, nil
 			}
 			fn.params, fn.optional = append(fn.params, t.text), append(fn.optional, optional)
 			if !p.accept(tokPunct, ",") {
@@ -201,12 +208,9 @@ func (p *parser) tryFunction() (node, bool, error) {
 		p.pos = start
 		return nil, false, nil
 	}
-	if p.keyword("as") {
-		p.next()
-		if !p.skipType() {
-			p.pos = start
-			return nil, false, nil
-		}
+	if !p.skipAsType() {
+		p.pos = start
+		return nil, false, nil
 	}
 	if !p.accept(tokPunct, "=>") {
 		p.pos = start
