@@ -275,25 +275,11 @@ func connectorQuery(challenge string) url.Values {
 // redirect to the connector's redirect URI.
 func (b *bridge) login(t *testing.T, challenge string) *url.URL {
 	t.Helper()
-	loc := authorizeURL(b.url, connectorQuery(challenge))
-	for i := 0; i < 5; i++ {
-		resp, err := noRedirects.Get(loc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusFound {
-			t.Fatalf("GET %s: status %d, want 302", redact(loc), resp.StatusCode)
-		}
-		loc = resp.Header.Get("Location")
-		if strings.HasPrefix(loc, powerBIRedirect) {
-			u, _ := url.Parse(loc)
-			return u
-		}
+	u, err := (&signin.Client{BaseURL: b.url}).Follow(context.Background(), authorizeURL(b.url, connectorQuery(challenge)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("sign-in did not come back to the connector")
-	return nil
+	return u
 }
 
 func redact(u string) string {

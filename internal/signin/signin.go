@@ -98,28 +98,49 @@ func (c *Client) httpClient() *http.Client {
 	return http.DefaultClient
 }
 
-// authorize follows the redirects from the bridge's authorization endpoint
-// until one reaches the connector's redirect URI, and returns its code.
+// authorize opens the bridge's authorization endpoint and returns the code
+// that comes back to the connector's redirect URI.
 func (c *Client) authorize(ctx context.Context, cfg *oauth2.Config, verifier string) (string, error) {
-	jar, err := cookiejar.New(nil)
+	state := rand.Text()
+	back, err := c.Follow(ctx, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)))
 	if err != nil {
 		return "", err
 	}
+	q := back.Query()
+	// RFC 6749 §10.12: the state must come back unchanged.
+	if q.Get("state") != state {
+		return "", fmt.Errorf("%w: state did not come back", ErrSignIn)
+	}
+	if q.Get("code") == "" {
+		return "", fmt.Errorf("%w: no code came back: %s", ErrSignIn, q.Get("error"))
+	}
+	return q.Get("code"), nil
+}
+
+// Follow is the sign-in window: it opens start, an authorization URL such
+// as the connector's StartLogin builds, and follows the redirects with one
+// cookie jar until one reaches the redirect URI, which it returns unopened;
+// its query carries the code and state, or the error.
+func (c *Client) Follow(ctx context.Context, start string) (*url.URL, error) {
+	cfg := c.Config()
+	bridge, err := url.Parse(cfg.Endpoint.AuthURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSignIn, err)
+	}
+	next, err := url.Parse(start)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSignIn, err)
+	}
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return nil, err
+	}
 	base := c.httpClient()
-	browser := &http.Client{
+	window := &http.Client{
 		Transport:     base.Transport,
 		Timeout:       base.Timeout,
 		Jar:           jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	bridge, err := url.Parse(cfg.Endpoint.AuthURL)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrSignIn, err)
-	}
-	state := rand.Text()
-	next, err := url.Parse(cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)))
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrSignIn, err)
 	}
 	for range maxHops {
 		if c.LoginHint != "" && next.Host != bridge.Host && strings.HasSuffix(next.Path, "/authorize") {
@@ -129,31 +150,24 @@ func (c *Client) authorize(ctx context.Context, cfg *oauth2.Config, verifier str
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, next.String(), nil)
 		if err != nil {
-			return "", fmt.Errorf("%w: %w", ErrSignIn, err)
+			return nil, fmt.Errorf("%w: %w", ErrSignIn, err)
 		}
-		resp, err := browser.Do(req)
+		resp, err := window.Do(req)
 		if err != nil {
-			return "", fmt.Errorf("%w: %w", ErrSignIn, err)
+			return nil, fmt.Errorf("%w: %w", ErrSignIn, err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		// RFC 6749 §4.1.2 and OpenID Connect Core §3.1.2.5 redirect with 302
+		// Found; 303 See Other means the same for a GET.
 		loc, err := resp.Location()
-		if resp.StatusCode/100 != 3 || err != nil {
-			return "", fmt.Errorf("%w: GET %s%s answered %d", ErrSignIn, next.Host, next.Path, resp.StatusCode)
+		if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther || err != nil {
+			return nil, fmt.Errorf("%w: GET %s%s answered %d", ErrSignIn, next.Host, next.Path, resp.StatusCode)
 		}
-		if before, _, _ := strings.Cut(loc.String(), "?"); before != cfg.RedirectURL {
-			next = loc
-			continue
+		if before, _, _ := strings.Cut(loc.String(), "?"); before == cfg.RedirectURL {
+			return loc, nil
 		}
-		q := loc.Query()
-		// RFC 6749 §10.12: the state must come back unchanged.
-		if q.Get("state") != state {
-			return "", fmt.Errorf("%w: state did not come back", ErrSignIn)
-		}
-		if q.Get("code") == "" {
-			return "", fmt.Errorf("%w: no code came back: %s", ErrSignIn, q.Get("error"))
-		}
-		return q.Get("code"), nil
+		next = loc
 	}
-	return "", fmt.Errorf("%w: more than %d redirects", ErrSignIn, maxHops)
+	return nil, fmt.Errorf("%w: more than %d redirects", ErrSignIn, maxHops)
 }

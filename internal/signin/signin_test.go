@@ -186,3 +186,26 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestFollow opens an authorization URL built elsewhere, as the connector's
+// StartLogin builds one, and stops at the redirect URI without opening it.
+func TestFollow(t *testing.T) {
+	world, err := demo.Start(context.Background(), demo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { world.Close() })
+	b := newFakeBridge(t, world, "")
+	c := &signin.Client{BaseURL: b.srv.URL}
+	start := b.srv.URL + "/oauth/authorize?" + url.Values{
+		"response_type": {"code"}, "client_id": {powerbi.DefaultClientID}, "redirect_uri": {powerbi.RedirectURI},
+		"state": {"state-42"}, "code_challenge": {strings.Repeat("A", 43)}, "code_challenge_method": {"S256"},
+	}.Encode()
+	got, err := c.Follow(context.Background(), start)
+	if err != nil {
+		t.Fatalf("Follow() error = %v", err)
+	}
+	if before, _, _ := strings.Cut(got.String(), "?"); before != powerbi.RedirectURI || got.Query().Get("state") != "state-42" || got.Query().Get("code") == "" {
+		t.Errorf("Follow() = %s, want the redirect URI with state-42 and a code", got)
+	}
+}
