@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -96,7 +97,7 @@ func (s *Server) requireSession(c *gin.Context) {
 		}
 	}
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		c.Abort()
 		return
 	}

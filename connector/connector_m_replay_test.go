@@ -2,14 +2,16 @@ package connector
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/odata-bridge/bridge/internal/meval"
+	"github.com/odata-bridge/bridge/internal/signin"
 	"github.com/odata-bridge/bridge/powerbi"
-	"github.com/odata-bridge/bridge/powerbi/meval"
 )
 
 // TestConnectorMAgainstBridge evaluates the generated connector's own M
@@ -61,27 +63,13 @@ func TestConnectorMAgainstBridge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StartLogin: %v", err)
 	}
-	loc, callback := field(login, "LoginUri"), ""
-	for i := 0; i < 6 && callback == ""; i++ {
-		resp, err := noRedirects.Get(loc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusFound {
-			t.Fatalf("GET %s: status %d, want 302", redact(loc), resp.StatusCode)
-		}
-		if loc = resp.Header.Get("Location"); strings.HasPrefix(loc, powerBIRedirect) {
-			callback = loc
-		}
-	}
-	if callback == "" {
-		t.Fatal("the sign-in did not come back to Power BI's redirect URI")
+	callback, err := (&signin.Client{BaseURL: b.url}).Follow(context.Background(), field(login, "LoginUri"))
+	if err != nil {
+		t.Fatalf("the sign-in did not come back to Power BI's redirect URI: %v", err)
 	}
 
 	// FinishLogin redeems the code with the verifier from Context.
-	tokens, err := m.Call("FinishLogin", field(login, "Context"), callback, "state-42")
+	tokens, err := m.Call("FinishLogin", field(login, "Context"), callback.String(), "state-42")
 	if err != nil {
 		t.Fatalf("FinishLogin: %v", err)
 	}

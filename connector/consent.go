@@ -152,16 +152,16 @@ func (s *Server) refreshSource(c *gin.Context) {
 	name := c.Param("name")
 	src, ok := s.sources[name]
 	if !ok {
-		writeODataError(c.Writer, "4.0", fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		writeODataError(c.Writer, odata.Version4, fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
 		return
 	}
 	if src.RefreshURL == "" {
-		writeODataError(c.Writer, "4.0", fmt.Errorf("refresh: %w: %s", odata.ErrNotFound, errNoRefresh))
+		writeODataError(c.Writer, odata.Version4, fmt.Errorf("refresh: %w: %s", odata.ErrNotFound, errNoRefresh))
 		return
 	}
 	auth, err := s.refreshAuthorizer(ctx, c.Request, src)
 	if err != nil {
-		writeFeedError(c.Writer, "4.0", err, s.authorizationURI())
+		writeFeedError(c.Writer, odata.Version4, err, s.authorizationURI())
 		return
 	}
 	status, err := s.callRefresh(ctx, src.RefreshURL, auth, false)
@@ -170,7 +170,7 @@ func (s *Server) refreshSource(c *gin.Context) {
 		status, err = s.callRefresh(ctx, src.RefreshURL, auth, true)
 	}
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	s.log.InfoContext(ctx, "upstream service refreshed", "source", name, "status", status)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/powerbi"
 )
 
@@ -15,15 +16,12 @@ import (
 // the one registered with Power BI's redirect URI.
 func (s *Server) connectorClientID() string {
 	for _, c := range s.opts.Clients {
-		if c.registeredRedirect(powerBIRedirectURI) {
+		if c.registeredRedirect(powerbi.RedirectURI) {
 			return c.ID
 		}
 	}
-	return "powerbi"
+	return powerbi.DefaultClientID
 }
-
-// powerBIRedirectURI is where Power BI's OAuth connectors come back to.
-const powerBIRedirectURI = "https://oauth.powerbi.com/views/oauthredirect.html"
 
 // attachment sends a generated file as a download.
 func attachment(c *gin.Context, name, contentType string, body []byte) {
@@ -40,7 +38,7 @@ func (s *Server) powerBIFile(c *gin.Context) {
 		mez, err := conn.Mez()
 		if err != nil {
 			s.log.ErrorContext(c.Request.Context(), "build connector", slog.Any("error", err))
-			writeODataError(c.Writer, "4.0", err)
+			writeODataError(c.Writer, odata.Version4, err)
 			return
 		}
 		attachment(c, conn.MezName(), "application/zip", mez)
@@ -55,7 +53,7 @@ func (s *Server) powerBIFile(c *gin.Context) {
 	body, err := powerbi.PBIDS(s.feedURL(src.Name))
 	if err != nil {
 		s.log.ErrorContext(c.Request.Context(), "build pbids", slog.Any("error", err))
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	attachment(c, src.Name+".pbids", "application/json", body)
@@ -76,7 +74,7 @@ func (s *Server) excelFile(c *gin.Context) {
 	body, err := powerbi.ODC(src.Name, title, s.feedURL(src.Name))
 	if err != nil {
 		s.log.ErrorContext(c.Request.Context(), "build odc", slog.Any("error", err))
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	attachment(c, src.Name+".odc", "text/x-ms-odc; charset=utf-8", body)

@@ -27,7 +27,7 @@ func (s *Server) feed(c *gin.Context) {
 	name := c.Param("source")
 	src, ok := s.sources[name]
 	if !ok {
-		writeODataError(c.Writer, "4.0", fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		writeODataError(c.Writer, odata.Version4, fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
 		return
 	}
 	version := src.version()
@@ -117,7 +117,7 @@ func (src *Source) version() string {
 			return v
 		}
 	}
-	return "4.0"
+	return odata.Version4
 }
 
 // WriteError renders err in the OData error shape of version with the

@@ -24,10 +24,14 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/odata-bridge/bridge/internal/signin"
+	"github.com/odata-bridge/bridge/odata"
+	"github.com/odata-bridge/bridge/powerbi"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
-const powerBIRedirect = "https://oauth.powerbi.com/views/oauthredirect.html"
+// powerBIRedirect is the redirect URI of Power BI's custom connectors.
+const powerBIRedirect = powerbi.RedirectURI
 
 // testIdP is a real OIDC provider (mockoidc) with a token endpoint that
 // counts its calls and can be made to fail.
@@ -210,7 +214,7 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func
 		PublicURL: public,
 		Store:     store,
 		Provider:  prov,
-		Clients:   []Client{{ID: "powerbi", RedirectURIs: []string{powerBIRedirect}}, {ID: "other", RedirectURIs: []string{powerBIRedirect}}},
+		Clients:   []Client{{ID: powerbi.DefaultClientID, RedirectURIs: []string{powerBIRedirect}}, {ID: "other", RedirectURIs: []string{powerBIRedirect}}},
 		Sources:   sources,
 		Logger:    log,
 		Now:       clk.Now,
@@ -233,7 +237,7 @@ func echoFeed(w http.ResponseWriter, r *http.Request, path, user string, auth Au
 	out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://upstream.invalid/"+path, nil)
 	if auth != nil {
 		if err := auth.Authorize(r.Context(), out, false); err != nil {
-			WriteError(w, "4.0", err)
+			WriteError(w, odata.Version4, err)
 			return
 		}
 	}
@@ -259,7 +263,7 @@ func authorizeURL(base string, q url.Values) string {
 func connectorQuery(challenge string) url.Values {
 	return url.Values{
 		"response_type":         {"code"},
-		"client_id":             {"powerbi"},
+		"client_id":             {powerbi.DefaultClientID},
 		"redirect_uri":          {powerBIRedirect},
 		"state":                 {"S"},
 		"code_challenge":        {challenge},
@@ -271,25 +275,11 @@ func connectorQuery(challenge string) url.Values {
 // redirect to the connector's redirect URI.
 func (b *bridge) login(t *testing.T, challenge string) *url.URL {
 	t.Helper()
-	loc := authorizeURL(b.url, connectorQuery(challenge))
-	for i := 0; i < 5; i++ {
-		resp, err := noRedirects.Get(loc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusFound {
-			t.Fatalf("GET %s: status %d, want 302", redact(loc), resp.StatusCode)
-		}
-		loc = resp.Header.Get("Location")
-		if strings.HasPrefix(loc, powerBIRedirect) {
-			u, _ := url.Parse(loc)
-			return u
-		}
+	u, err := (&signin.Client{BaseURL: b.url}).Follow(context.Background(), authorizeURL(b.url, connectorQuery(challenge)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("sign-in did not come back to the connector")
-	return nil
+	return u
 }
 
 func redact(u string) string {
@@ -323,7 +313,7 @@ func (b *bridge) redeem(t *testing.T, code, verifier string) tokenReply {
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
 		"redirect_uri":  {powerBIRedirect},
-		"client_id":     {"powerbi"},
+		"client_id":     {powerbi.DefaultClientID},
 		"code_verifier": {verifier},
 	})
 }
@@ -331,13 +321,11 @@ func (b *bridge) redeem(t *testing.T, code, verifier string) tokenReply {
 // signIn returns a bridge access and refresh token.
 func (b *bridge) signIn(t *testing.T) (access, refresh string) {
 	t.Helper()
-	v, c := pkce()
-	u := b.login(t, c)
-	r := b.redeem(t, u.Query().Get("code"), v)
-	if r.status != http.StatusOK {
-		t.Fatalf("token: status %d %v", r.status, r.body)
+	tok, err := (&signin.Client{BaseURL: b.url}).SignIn(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return r.body["access_token"].(string), r.body["refresh_token"].(string)
+	return tok.AccessToken, tok.RefreshToken
 }
 
 func (b *bridge) get(t *testing.T, path string, header http.Header) (*http.Response, string) {

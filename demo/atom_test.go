@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 type atomLink struct {
@@ -78,7 +80,7 @@ func TestAtomFeedPaging(t *testing.T) {
 		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/atom+xml;type=feed") {
 			t.Fatalf("GET %s = %d %s", next, r.status, r.header.Get("Content-Type"))
 		}
-		if r.header.Get("DataServiceVersion") != "3.0" {
+		if r.header.Get("DataServiceVersion") != odata.Version3 {
 			t.Errorf("DataServiceVersion = %q, want 3.0", r.header.Get("DataServiceVersion"))
 		}
 		var feed atomFeedDoc

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // pageCap is the server-driven page size, K2's default Record Limit.
@@ -57,10 +59,10 @@ func (s *odataService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // services spell it (hence the direct map write, which keeps the case).
 func (s *odataService) versionHeaders(h http.Header) {
 	if s.proto == v4 {
-		h["OData-Version"] = []string{"4.0"}
+		h["OData-Version"] = []string{odata.Version4}
 		return
 	}
-	h["DataServiceVersion"] = []string{"3.0"}
+	h["DataServiceVersion"] = []string{odata.Version3}
 }
 
 // jsonContentType is the media type of JSON payloads.

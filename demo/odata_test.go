@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // service names one OData root of the shared world and its annotation names.
@@ -22,8 +24,8 @@ type service struct {
 
 func services() []service {
 	return []service{
-		{"v4", world.ODataV4URL, "@odata.context", "@odata.count", "@odata.nextLink", "OData-Version", "4.0"},
-		{"v3", world.ODataV3URL, "odata.metadata", "odata.count", "odata.nextLink", "DataServiceVersion", "3.0"},
+		{"v4", world.ODataV4URL, "@odata.context", "@odata.count", "@odata.nextLink", "OData-Version", odata.Version4},
+		{"v3", world.ODataV3URL, "odata.metadata", "odata.count", "odata.nextLink", "DataServiceVersion", odata.Version3},
 	}
 }
 

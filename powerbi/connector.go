@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/odata-bridge/bridge/internal/mtext"
 )
 
 // ErrInvalidConnector reports connector parameters that cannot produce a
@@ -64,7 +66,7 @@ type File struct {
 var pqSource string
 
 var pqTemplate = template.Must(template.New("connector.pq").
-	Funcs(template.FuncMap{"m": quoteM}).
+	Funcs(template.FuncMap{"m": mtext.Quote}).
 	Option("missingkey=error").
 	Parse(pqSource))
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/odata-bridge/bridge/internal/mtext"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -117,15 +118,15 @@ func TestPQContent(t *testing.T) {
 			pq := string(b)
 			base := strings.TrimRight(c.PublicURL, "/")
 			wants := []string{
-				"[Version = " + quoteM(c.Version) + "]\nsection " + c.Kind + ";\n",
-				"BridgeUrl = " + quoteM(base) + ";\n",
-				"ClientId = " + quoteM(c.ClientID) + ";\n",
+				"[Version = " + mtext.Quote(c.Version) + "]\nsection " + c.Kind + ";\n",
+				"BridgeUrl = " + mtext.Quote(base) + ";\n",
+				"ClientId = " + mtext.Quote(c.ClientID) + ";\n",
 				`RedirectUri = "https://oauth.powerbi.com/views/oauthredirect.html";`,
 				"[DataSource.Kind = \"" + c.Kind + "\", Publish = \"" + c.Kind + ".Publish\"]\nshared " + c.Kind + ".Contents = ",
 				// The data source path is the bridge URL: the one required parameter, limited to it.
 				"Documentation.AllowedValues = {BridgeUrl}",
 				"TestConnection = (dataSourcePath) => {\"" + c.Kind + ".Contents\", dataSourcePath}",
-				"Label = " + quoteM(c.Label) + "\n",
+				"Label = " + mtext.Quote(c.Label) + "\n",
 				`OData.Feed(feedUrl, null, FeedOptions(`,
 				`[Implementation = "2.0"]`,
 				`Web.Contents(checkedUrl & "/api/sources"`,

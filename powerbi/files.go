@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/odata-bridge/bridge/internal/mtext"
 )
 
 // ErrInvalidFeed reports a feed URL or query name that a connection file
@@ -101,7 +103,7 @@ func ODC(name, title, feedURL string) ([]byte, error) {
 	if err := checkText(title); err != nil {
 		return nil, fmt.Errorf("%w: title %v", ErrInvalidFeed, err)
 	}
-	formula := "let\r\n    Source = OData.Feed(" + quoteM(feedURL) + ")\r\nin\r\n    Source"
+	formula := "let\r\n    Source = OData.Feed(" + mtext.Quote(feedURL) + ")\r\nin\r\n    Source"
 	mashup := `<Mashup xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns="http://schemas.microsoft.com/DataMashup">` +
 		`<Client>EXCEL</Client><Version>` + mashupVersion + `</Version><MinVersion>` + mashupMinVersion + `</MinVersion>` +
 		`<Culture>en-US</Culture><SafeCombine>true</SafeCombine><Items>` +

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/odata-bridge/bridge/internal/mtext"
 )
 
 func TestPBIDS(t *testing.T) {
@@ -166,12 +169,12 @@ func TestODC(t *testing.T) {
 			if q.Name != tt.name {
 				t.Errorf("query name = %q, want %q", q.Name, tt.name)
 			}
-			wantCall := "OData.Feed(" + quoteM(tt.feed) + ")"
+			wantCall := "OData.Feed(" + mtext.Quote(tt.feed) + ")"
 			if !strings.Contains(q.Formula, wantCall) {
 				t.Errorf("formula %q lacks %s", q.Formula, wantCall)
 			}
 			lit := strings.TrimSuffix(strings.TrimPrefix(wantCall, "OData.Feed("), ")")
-			if got, err := unquoteM(lit); err != nil || got != tt.feed {
+			if got, err := mtext.Unquote(lit); err != nil || got != tt.feed {
 				t.Errorf("the formula's URL reads back as %q, %v; want %q", got, err, tt.feed)
 			}
 			if strings.Contains(string(b), "<script") {
@@ -222,6 +225,24 @@ func TestODCRejects(t *testing.T) {
 	}
 }
 
+// fuzzSeeds returns the texts of the connector parameter sets in testdata.
+func fuzzSeeds(f *testing.F) []string {
+	raw, err := os.ReadFile("testdata/connectors.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var sets []struct{ Connector Connector }
+	if err := json.Unmarshal(raw, &sets); err != nil {
+		f.Fatal(err)
+	}
+	seeds := []string{"", `"`, "#(", "#(#)", "\r\n\t", "\x00\x7f\u0085", "\xff\xfe", "😀"}
+	for _, s := range sets {
+		c := s.Connector
+		seeds = append(seeds, c.Kind, c.Label, c.Version, c.PublicURL, c.ClientID)
+	}
+	return seeds
+}
+
 // FuzzODC checks that every accepted name, title and URL gives a
 // well-formed .odc whose mashup carries them back unchanged.
 func FuzzODC(f *testing.F) {
@@ -252,7 +273,7 @@ func FuzzODC(f *testing.F) {
 				t.Fatalf("mashup of ODC(%q, %q, %q): %v", name, title, feed, err)
 			}
 		}
-		if len(m.Queries) != 1 || m.Queries[0].Name != name || !strings.Contains(m.Queries[0].Formula, "OData.Feed("+quoteM(feed)+")") {
+		if len(m.Queries) != 1 || m.Queries[0].Name != name || !strings.Contains(m.Queries[0].Formula, "OData.Feed("+mtext.Quote(feed)+")") {
 			t.Fatalf("ODC(%q, %q, %q) mashup = %+v", name, title, feed, m)
 		}
 	})

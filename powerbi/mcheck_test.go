@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/odata-bridge/bridge/internal/mtext"
 )
 
 // paramSet is one named connector parameter set from testdata/connectors.json.
@@ -118,7 +120,7 @@ func TestParserCatchesErrors(t *testing.T) {
 	}
 }
 
-// TestQuoteMParses feeds quoteM's literals for awkward texts to the real
+// TestQuoteMParses feeds mtext.Quote's literals for awkward texts to the real
 // lexer and parser.
 func TestQuoteMParses(t *testing.T) {
 	texts := []string{"", `"`, `""quoted""`, "#(", "#(cr)", "#", "a#b", "\r\n\t", "\x00\x1b\x7f",
@@ -126,9 +128,9 @@ func TestQuoteMParses(t *testing.T) {
 	var doc strings.Builder
 	doc.WriteString("section Literals;\n")
 	for i, s := range texts {
-		doc.WriteString("shared T" + string(rune('A'+i)) + " = " + quoteM(s) + ";\n")
+		doc.WriteString("shared T" + string(rune('A'+i)) + " = " + mtext.Quote(s) + ";\n")
 	}
 	if failed, out := parseM(t, map[string][]byte{"literals.pq": []byte(doc.String())}); failed {
-		t.Errorf("the Power Query parser rejected quoteM literals:\n%s\n%s", out, doc.String())
+		t.Errorf("the Power Query parser rejected mtext.Quote literals:\n%s\n%s", out, doc.String())
 	}
 }

@@ -12,7 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/odata-bridge/bridge/powerbi/meval"
+	"github.com/odata-bridge/bridge/internal/meval"
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // RFC 7636 Appendix B: the example verifier and its S256 challenge.
@@ -327,8 +328,8 @@ func TestFeedOptions(t *testing.T) {
 		version meval.Value
 		want    meval.Value
 	}{
-		{nil, v2}, {"4.0", v2}, {4.0, v2}, {"4.01", v2},
-		{"3.0", nil}, {3.0, nil}, {"2.0", nil}, {"1.0", nil},
+		{nil, v2}, {odata.Version4, v2}, {4.0, v2}, {"4.01", v2},
+		{odata.Version3, nil}, {3.0, nil}, {odata.Version2, nil}, {"1.0", nil},
 	}
 	for _, tt := range tests {
 		got, err := s.Call("FeedOptions", tt.version)
@@ -369,18 +370,18 @@ func TestSourceRow(t *testing.T) {
 		wantCall *feedCall
 		wantErr  string
 	}{
-		{"v4 source", rec(fields, "k2", "K2 SmartObjects", "odata", "4.0", "https://bridge.example.com:8443/b/odata/k2/"),
+		{"v4 source", rec(fields, "k2", "K2 SmartObjects", "odata", odata.Version4, "https://bridge.example.com:8443/b/odata/k2/"),
 			[]meval.Value{"K2 SmartObjects", "k2", "feed", "Database", "Database", false},
 			&feedCall{"https://bridge.example.com:8443/b/odata/k2/", v2}, ""},
-		{"v3 source without title", rec(fields, "legacy", "", "odata", "3.0", "https://bridge.example.com:8443/b/odata/legacy/"),
+		{"v3 source without title", rec(fields, "legacy", "", "odata", odata.Version3, "https://bridge.example.com:8443/b/odata/legacy/"),
 			[]meval.Value{"legacy", "legacy", "feed", "Database", "Database", false},
 			&feedCall{"https://bridge.example.com:8443/b/odata/legacy/", nil}, ""},
 		{"no version", rec([]string{"name", "url"}, "wf", "https://bridge.example.com:8443/b/odata/wf/"),
 			[]meval.Value{"wf", "wf", "feed", "Database", "Database", false},
 			&feedCall{"https://bridge.example.com:8443/b/odata/wf/", v2}, ""},
-		{"feed on another host", rec(fields, "x", "X", "odata", "4.0", "https://evil.example/odata/x/"),
+		{"feed on another host", rec(fields, "x", "X", "odata", odata.Version4, "https://evil.example/odata/x/"),
 			nil, nil, "ForeignFeed"},
-		{"feed beside the bridge path", rec(fields, "x", "X", "odata", "4.0", "https://bridge.example.com:8443/bx/odata/x/"),
+		{"feed beside the bridge path", rec(fields, "x", "X", "odata", odata.Version4, "https://bridge.example.com:8443/bx/odata/x/"),
 			nil, nil, "ForeignFeed"},
 	}
 	for _, tt := range tests {

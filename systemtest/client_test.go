@@ -2,8 +2,6 @@ package systemtest
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,17 +11,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/odata-bridge/bridge/internal/signin"
+	"github.com/odata-bridge/bridge/powerbi"
 )
 
 // powerBIRedirect is the redirect URI of Power BI's custom connectors,
-// registered for the bridge's default client "powerbi".
-const powerBIRedirect = "https://oauth.powerbi.com/views/oauthredirect.html"
-
-// noRedirect is a client that shows every redirect instead of following it.
-var noRedirect = &http.Client{
-	Timeout:       30 * time.Second,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
+// registered for the bridge's default client.
+const powerBIRedirect = powerbi.RedirectURI
 
 // client is the tests' HTTP client. Its timeout is the bound of "never a
 // hang": every request a test makes ends within it.
@@ -37,75 +32,15 @@ type tokens struct {
 	Expires int64  `json:"expires_in"`
 }
 
-// signIn runs flow A against the bridge at base as the demo user, the way
-// Power BI's connector does (PKCE S256), following each redirect by hand so
-// that the demo provider is told who signs in.
+// signIn signs in through the bridge at base as the demo user, the way
+// Power BI's connector does (PKCE S256), naming the user to the demo
+// provider with a login hint.
 func signIn(ctx context.Context, base, user string) (tokens, error) {
-	vb := make([]byte, 32)
-	rand.Read(vb)
-	verifier := base64.RawURLEncoding.EncodeToString(vb)
-	sum := sha256.Sum256([]byte(verifier))
-	state := rand.Text()
-	q := url.Values{
-		"response_type":         {"code"},
-		"client_id":             {"powerbi"},
-		"redirect_uri":          {powerBIRedirect},
-		"state":                 {state},
-		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
-		"code_challenge_method": {"S256"},
-	}
-	next := base + "/oauth/authorize?" + q.Encode()
-	var code string
-	for hop := 0; code == ""; hop++ {
-		if hop > 5 {
-			return tokens{}, fmt.Errorf("sign in: too many redirects")
-		}
-		u, err := url.Parse(next)
-		if err != nil {
-			return tokens{}, err
-		}
-		if strings.HasSuffix(u.Path, "/authorize") && !strings.HasPrefix(next, base) {
-			// The provider's authorization endpoint: say who signs in.
-			uq := u.Query()
-			uq.Set("login_hint", user)
-			u.RawQuery = uq.Encode()
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			return tokens{}, fmt.Errorf("sign in: %w", err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther {
-			return tokens{}, fmt.Errorf("sign in: GET %s answered %d", u.Path, resp.StatusCode)
-		}
-		next = resp.Header.Get("Location")
-		if strings.HasPrefix(next, powerBIRedirect) {
-			lu, _ := url.Parse(next)
-			if lu.Query().Get("state") != state {
-				return tokens{}, fmt.Errorf("sign in: state did not come back")
-			}
-			code = lu.Query().Get("code")
-			if code == "" {
-				return tokens{}, fmt.Errorf("sign in: no code: %s", lu.Query().Get("error"))
-			}
-		}
-	}
-	status, tok, err := tokenRequest(ctx, base, url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"redirect_uri":  {powerBIRedirect},
-		"client_id":     {"powerbi"},
-		"code_verifier": {verifier},
-	})
+	tok, err := (&signin.Client{BaseURL: base, LoginHint: user, HTTPClient: client}).SignIn(ctx)
 	if err != nil {
 		return tokens{}, err
 	}
-	if status != http.StatusOK {
-		return tokens{}, fmt.Errorf("sign in: token endpoint answered %d", status)
-	}
-	return tok, nil
+	return tokens{Access: tok.AccessToken, Refresh: tok.RefreshToken, Type: tok.TokenType, Expires: tok.ExpiresIn}, nil
 }
 
 // mustSignIn is signIn that fails the test.
@@ -144,7 +79,7 @@ func refreshGrant(ctx context.Context, base, refreshToken string) (int, tokens, 
 	return tokenRequest(ctx, base, url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {refreshToken},
-		"client_id":     {"powerbi"},
+		"client_id":     {powerbi.DefaultClientID},
 	})
 }
 

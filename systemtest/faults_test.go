@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/odata-bridge/bridge/demo"
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // idpMode is what the fault proxy does with a token request.
@@ -218,7 +219,7 @@ func (u *faultUpstream) escapes() []string {
 
 func (u *faultUpstream) writeJSON(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json;odata.metadata=minimal")
-	w.Header().Set("OData-Version", "4.0")
+	w.Header().Set("OData-Version", odata.Version4)
 	w.WriteHeader(status)
 	io.WriteString(w, body)
 }
@@ -244,7 +245,7 @@ func (u *faultUpstream) handle(w http.ResponseWriter, r *http.Request) {
 		}
 	case "/svc/Drop":
 		w.Header().Set("Content-Type", "application/json;odata.metadata=minimal")
-		w.Header().Set("OData-Version", "4.0")
+		w.Header().Set("OData-Version", odata.Version4)
 		w.WriteHeader(200)
 		io.WriteString(w, `{"@odata.context":"`+u.Base()+`$metadata#Items","value":[`)
 		for i := range 2000 {

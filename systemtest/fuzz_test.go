@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/odata-bridge/bridge/demo"
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // FuzzHostileRequest sends fuzzed feed paths, query strings and
@@ -42,7 +43,7 @@ func FuzzHostileRequest(f *testing.F) {
 			mu.Unlock()
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("OData-Version", "4.0")
+		w.Header().Set("OData-Version", odata.Version4)
 		io.WriteString(w, `{"value":[]}`)
 	}))
 	f.Cleanup(up.Close)

@@ -37,9 +37,30 @@ func (s *Store) TakeOnce(ctx context.Context, kind, handle string) ([]byte, erro
 	if kind == "" || handle == "" || len(handle) > 256 {
 		return nil, ErrNotFound
 	}
+	var first bool
+	value, err := s.openLive(func(i int) string { return s.onceName(i, kind, handle) }, func(name string) ([]byte, error) {
+		raw, f, err := s.b.take(ctx, name, name+":taken")
+		first = f
+		return raw, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !first {
+		return value, ErrUsed
+	}
+	return value, nil
+}
+
+// openLive reads a timed record (a one-time value or a cached value) with
+// read under each key of the ring in turn, so a record sealed under an older
+// encryption key is still found, and returns the value of the first one read.
+// A record past its expiry is ErrNotFound, even where the backend has not
+// dropped it yet.
+func (s *Store) openLive(nameOf func(i int) string, read func(name string) ([]byte, error)) ([]byte, error) {
 	for i := range s.ring.keys {
-		name := s.onceName(i, kind, handle)
-		raw, first, err := s.b.take(ctx, name, name+":taken")
+		name := nameOf(i)
+		raw, err := read(name)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -52,9 +73,6 @@ func (s *Store) TakeOnce(ctx context.Context, kind, handle string) ([]byte, erro
 		}
 		if !s.now().Before(rec.Expires) {
 			return nil, ErrNotFound
-		}
-		if !first {
-			return rec.Value, ErrUsed
 		}
 		return rec.Value, nil
 	}

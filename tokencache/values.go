@@ -31,23 +31,7 @@ func (s *Store) Value(ctx context.Context, kind, key string) ([]byte, error) {
 	if kind == "" || key == "" {
 		return nil, ErrNotFound
 	}
-	for i := range s.ring.keys {
-		name := s.valueName(i, kind, key)
-		raw, err := s.b.get(ctx, name)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var rec onceRecord
-		if err := s.open(raw, name, "", &rec); err != nil {
-			return nil, err
-		}
-		if !s.now().Before(rec.Expires) {
-			return nil, ErrNotFound
-		}
-		return rec.Value, nil
-	}
-	return nil, ErrNotFound
+	return s.openLive(func(i int) string { return s.valueName(i, kind, key) }, func(name string) ([]byte, error) {
+		return s.b.get(ctx, name)
+	})
 }

@@ -73,10 +73,10 @@ func writeConnector(args []string, getenv func(string) string, stdout io.Writer)
 func connectorClientID(cfg *Config) string {
 	for _, c := range cfg.Clients {
 		for _, r := range c.RedirectURIs {
-			if r == powerBIRedirect {
+			if r == powerbi.RedirectURI {
 				return c.ID
 			}
 		}
 	}
-	return "powerbi"
+	return powerbi.DefaultClientID
 }

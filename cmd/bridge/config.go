@@ -9,6 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/odata-bridge/bridge/odata/rest"
+	"github.com/odata-bridge/bridge/powerbi"
 )
 
 // The configuration is DESIGN §5: one YAML file (--config or BRIDGE_CONFIG), then BRIDGE_*
@@ -214,7 +215,7 @@ type RateLimitConfig struct {
 
 // defaultClients is the client list used when the configuration names none: the Power BI custom connector.
 func defaultClients() []ClientConfig {
-	return []ClientConfig{{ID: "powerbi", RedirectURIs: []string{"https://oauth.powerbi.com/views/oauthredirect.html"}}}
+	return []ClientConfig{{ID: powerbi.DefaultClientID, RedirectURIs: []string{powerbi.RedirectURI}}}
 }
 
 // defaultConfig returns the configuration with DESIGN §5's defaults and nothing else.

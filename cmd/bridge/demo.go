@@ -2,28 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/odata-bridge/bridge/demo"
+	"github.com/odata-bridge/bridge/internal/signin"
 )
-
-// powerBIRedirect is the redirect URI of Power BI's OAuth custom connectors.
-const powerBIRedirect = "https://oauth.powerbi.com/views/oauthredirect.html"
 
 // runDemo starts the demo world and the bridge in front of it.
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -56,7 +48,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		key, err := demoFeedKey(ctx, public, world, "alice")
+		key, err := demoFeedKey(ctx, public, "alice")
 		upstream, _ := world.AccessToken(ctx, "alice")
 		printDemo(stdout, cfg, world, key, err, upstream)
 	}()
@@ -114,19 +106,18 @@ func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr e
 }
 
 // demoFeedKey signs in as user through the bridge's OAuth endpoint, exactly
-// as Power BI's connector does (PKCE S256), and creates a feed key.
-func demoFeedKey(ctx context.Context, public string, world *demo.World, user string) (string, error) {
+// as Power BI's connector does (PKCE S256), and creates a feed key. The
+// login hint names the user to the demo provider, which would otherwise
+// show its chooser.
+func demoFeedKey(ctx context.Context, public, user string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := world.UseUser(user); err != nil {
-		return "", err
-	}
-	tok, err := signInAsConnector(ctx, public)
+	tok, err := (&signin.Client{BaseURL: public, LoginHint: user}).SignIn(ctx)
 	if err != nil {
 		return "", err
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, public+"/api/keys", strings.NewReader(`{"name":"demo key"}`))
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -140,60 +131,4 @@ func demoFeedKey(ctx context.Context, public string, world *demo.World, user str
 		return "", fmt.Errorf("create key: status %d", resp.StatusCode)
 	}
 	return out.Key, nil
-}
-
-// signInAsConnector runs flow A against the bridge and returns a bridge
-// access token.
-func signInAsConnector(ctx context.Context, public string) (string, error) {
-	verifier := make([]byte, 32)
-	rand.Read(verifier)
-	v := base64.RawURLEncoding.EncodeToString(verifier)
-	sum := sha256.Sum256([]byte(v))
-	q := url.Values{
-		"response_type":         {"code"},
-		"client_id":             {"powerbi"},
-		"redirect_uri":          {powerBIRedirect},
-		"state":                 {"demo"},
-		"code_challenge":        {base64.RawURLEncoding.EncodeToString(sum[:])},
-		"code_challenge_method": {"S256"},
-	}
-	jar, _ := cookiejar.New(nil)
-	var final *url.URL
-	client := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
-		if strings.HasPrefix(req.URL.String(), powerBIRedirect) {
-			final = req.URL
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, public+"/oauth/authorize?"+q.Encode(), nil)
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("sign in: %w", err)
-	}
-	resp.Body.Close()
-	if final == nil || final.Query().Get("code") == "" {
-		return "", errors.New("sign in: no code came back")
-	}
-	form := url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {final.Query().Get("code")},
-		"redirect_uri":  {powerBIRedirect},
-		"client_id":     {"powerbi"},
-		"code_verifier": {v},
-	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, public+"/oauth/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("token: %w", err)
-	}
-	defer resp.Body.Close()
-	var tr struct {
-		AccessToken string `json:"access_token"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&tr) != nil {
-		return "", fmt.Errorf("token: status %d", resp.StatusCode)
-	}
-	return tr.AccessToken, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/odata-bridge/bridge/demo"
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // demoBridge is the bridge in front of the demo world, as `bridge demo`
@@ -48,7 +49,7 @@ func startDemo(t *testing.T) *demoBridge {
 	})
 	d := &demoBridge{url: public, keys: map[string]string{}}
 	for _, user := range world.Users[:2] {
-		key, err := demoFeedKey(ctx, public, world, user)
+		key, err := demoFeedKey(ctx, public, user)
 		if err != nil {
 			t.Fatalf("feed key for %s: %v", user, err)
 		}
@@ -61,8 +62,8 @@ func startDemo(t *testing.T) *demoBridge {
 func powerQueryHeaders(req *http.Request) {
 	req.Header.Set("User-Agent", "Microsoft.Data.Mashup (https://go.microsoft.com/fwlink/?LinkID=304225)")
 	req.Header.Set("Accept", "application/json;odata.metadata=minimal;q=1.0,application/json;odata=minimalmetadata;q=0.9,application/atomsvc+xml;q=0.8,application/atom+xml;q=0.8,application/xml;q=0.7,text/plain;q=0.7")
-	req.Header.Set("OData-MaxVersion", "4.0")
-	req.Header.Set("MaxDataServiceVersion", "3.0")
+	req.Header.Set("OData-MaxVersion", odata.Version4)
+	req.Header.Set("MaxDataServiceVersion", odata.Version3)
 	req.Header.Set("Accept-Encoding", "gzip, deflate")
 }
 

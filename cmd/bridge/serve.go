@@ -183,7 +183,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		Registerer:  reg,
 		Logger:      log.With(slog.String("component", "relay")),
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, src *odata.Source, err error) {
-			v := "4.0"
+			v := odata.Version4
 			if src != nil && src.Version != "" {
 				v = src.Version
 			}
@@ -227,7 +227,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 				Secret: skipSecret,
 				Logger: log.With(slog.String("component", "rest"), slog.String("source", sc.Name)),
 				ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-					connector.WriteError(w, "4.0", err)
+					connector.WriteError(w, odata.Version4, err)
 				},
 			})
 			if err != nil {
@@ -236,7 +236,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 			src.Serve = func(w http.ResponseWriter, r *http.Request, path, user string, auth connector.Authorizer) {
 				svc.Serve(w, r, path, user, auth)
 			}
-			src.ODataVersion = func() string { return "4.0" }
+			src.ODataVersion = func() string { return odata.Version4 }
 		}
 	}
 

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // newTestUpstream serves an Upstream with pageRows rows a page on a test server.
@@ -47,7 +49,7 @@ func TestUpstreamEntity(t *testing.T) {
 	if len(b) != entitySize {
 		t.Errorf("entity is %d bytes, want %d", len(b), entitySize)
 	}
-	if got := h.Get("OData-Version"); got != "4.0" {
+	if got := h.Get("OData-Version"); got != odata.Version4 {
 		t.Errorf("OData-Version = %q, want 4.0", got)
 	}
 	var v map[string]any

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // Upstream is the synthetic OData v4 service the harness measures against. It
@@ -65,7 +67,7 @@ func row(id int) string {
 func odataHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json;odata.metadata=minimal;odata.streaming=true;charset=utf-8")
-	h.Set("OData-Version", "4.0")
+	h.Set("OData-Version", odata.Version4)
 }
 
 // ServeHTTP answers the routes listed on Upstream.

@@ -89,6 +89,36 @@ func (p *parser) name() (string, error) {
 	return t.text, nil
 }
 
+// binding parses "name = expression", a let variable or a record field.
+func (p *parser) binding() (string, node, error) {
+	name, err := p.name()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := p.expect(tokPunct, "="); err != nil {
+		return "", nil, err
+	}
+	x, err := p.parseExpr()
+	if err != nil {
+		return "", nil, err
+	}
+	return name, x, nil
+}
+
+// exprBefore parses an expression and then the keyword that must follow it,
+// as "then" follows an if's condition.
+func (p *parser) exprBefore(keyword string) (node, error) {
+	x, err := p.parseExpr()
+	if err != nil {
+		return nil, err
+	}
+	if !p.keyword(keyword) {
+		return nil, fmt.Errorf("offset %d: expected %s", p.peek().pos, keyword)
+	}
+	p.next()
+	return x, nil
+}
+
 // parseExpr parses: let, if, error, function, or an operator expression.
 func (p *parser) parseExpr() (node, error) {
 	switch {
@@ -96,14 +126,7 @@ func (p *parser) parseExpr() (node, error) {
 		p.next()
 		n := &letNode{}
 		for {
-			name, err := p.name()
-			if err != nil {
-				return nil, err
-			}
-			if err := p.expect(tokPunct, "="); err != nil {
-				return nil, err
-			}
-			x, err := p.parseExpr()
+			name, x, err := p.binding()
 			if err != nil {
 				return nil, err
 			}
@@ -121,22 +144,14 @@ func (p *parser) parseExpr() (node, error) {
 		return n, err
 	case p.keyword("if"):
 		p.next()
-		cond, err := p.parseExpr()
+		cond, err := p.exprBefore("then")
 		if err != nil {
 			return nil, err
 		}
-		if !p.keyword("then") {
-			return nil, fmt.Errorf("offset %d: expected then", p.peek().pos)
-		}
-		p.next()
-		then, err := p.parseExpr()
+		then, err := p.exprBefore("else")
 		if err != nil {
 			return nil, err
 		}
-		if !p.keyword("else") {
-			return nil, fmt.Errorf("offset %d: expected else", p.peek().pos)
-		}
-		p.next()
 		els, err := p.parseExpr()
 		return &ifNode{cond, then, els}, err
 	case p.keyword("error"):
@@ -149,6 +164,16 @@ func (p *parser) parseExpr() (node, error) {
 		}
 	}
 	return p.parseBinary(0)
+}
+
+// skipAsType skips an "as type" annotation where one stands and reports
+// false when what follows "as" is not a type.
+func (p *parser) skipAsType() bool {
+	if !p.keyword("as") {
+		return true
+	}
+	p.next()
+	return p.skipType()
 }
 
 // tryFunction parses "(params) [as type] => body" when the tokens form one;
@@ -169,12 +194,9 @@ func (p *parser) tryFunction() (node, bool, error) {
 				p.pos = start
 				return nil, false, nil
 			}
-			if p.keyword("as") {
-				p.next()
-				if !p.skipType() {
-					p.pos = start
-					return nil, false, nil
-				}
+			if !p.skipAsType() {
+				p.pos = start
+				return nil, false, nil
 			}
 			fn.params, fn.optional = append(fn.params, t.text), append(fn.optional, optional)
 			if !p.accept(tokPunct, ",") {
@@ -186,12 +208,9 @@ func (p *parser) tryFunction() (node, bool, error) {
 		p.pos = start
 		return nil, false, nil
 	}
-	if p.keyword("as") {
-		p.next()
-		if !p.skipType() {
-			p.pos = start
-			return nil, false, nil
-		}
+	if !p.skipAsType() {
+		p.pos = start
+		return nil, false, nil
 	}
 	if !p.accept(tokPunct, "=>") {
 		p.pos = start
@@ -345,14 +364,7 @@ func (p *parser) parsePrimary() (node, error) {
 				return rec, nil
 			}
 			for {
-				name, err := p.name()
-				if err != nil {
-					return nil, err
-				}
-				if err := p.expect(tokPunct, "="); err != nil {
-					return nil, err
-				}
-				x, err := p.parseExpr()
+				name, x, err := p.binding()
 				if err != nil {
 					return nil, err
 				}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/odata-bridge/bridge/internal/mtext"
 )
 
 // tokenKind classifies a token of the M subset.
@@ -58,14 +60,14 @@ func lex(src string) ([]token, error) {
 			}
 			i += 2 + end + 2
 		case c == '"':
-			s, n, err := lexText(src[i:])
+			s, n, err := mtext.Scan(src[i:])
 			if err != nil {
 				return nil, fmt.Errorf("offset %d: %w", i, err)
 			}
 			toks = append(toks, token{tokText, s, i})
 			i += n
 		case strings.HasPrefix(src[i:], `#"`):
-			s, n, err := lexText(src[i+1:])
+			s, n, err := mtext.Scan(src[i+1:])
 			if err != nil {
 				return nil, fmt.Errorf("offset %d: %w", i, err)
 			}
@@ -121,75 +123,4 @@ func lex(src string) ([]token, error) {
 func isIdentStart(s string) bool {
 	r, _ := utf8.DecodeRuneInString(s)
 	return r == '_' || unicode.IsLetter(r)
-}
-
-// lexText reads a text literal at the start of s and returns its value and
-// length. Escapes: "" for a quote, and #(…) lists of cr, lf, tab, # and 4- or
-// 8-digit hexadecimal code points.
-func lexText(s string) (string, int, error) {
-	var b strings.Builder
-	for i := 1; i < len(s); {
-		switch {
-		case s[i] == '"':
-			if i+1 < len(s) && s[i+1] == '"' {
-				b.WriteByte('"')
-				i += 2
-				continue
-			}
-			return b.String(), i + 1, nil
-		case s[i] == '#' && i+1 < len(s) && s[i+1] == '(':
-			end := strings.IndexByte(s[i:], ')')
-			if end < 0 {
-				return "", 0, fmt.Errorf("unterminated escape")
-			}
-			for _, item := range strings.Split(s[i+2:i+end], ",") {
-				r, err := escapeRune(item)
-				if err != nil {
-					return "", 0, err
-				}
-				b.WriteRune(r)
-			}
-			i += end + 1
-		default:
-			b.WriteByte(s[i])
-			i++
-		}
-	}
-	return "", 0, fmt.Errorf("unterminated text literal")
-}
-
-func escapeRune(item string) (rune, error) {
-	switch item {
-	case "cr":
-		return '\r', nil
-	case "lf":
-		return '\n', nil
-	case "tab":
-		return '\t', nil
-	case "#":
-		return '#', nil
-	}
-	if len(item) != 4 && len(item) != 8 {
-		return 0, fmt.Errorf("bad escape %q", item)
-	}
-	var r rune
-	for i := 0; i < len(item); i++ {
-		c := item[i]
-		var d byte
-		switch {
-		case '0' <= c && c <= '9':
-			d = c - '0'
-		case 'a' <= c && c <= 'f':
-			d = c - 'a' + 10
-		case 'A' <= c && c <= 'F':
-			d = c - 'A' + 10
-		default:
-			return 0, fmt.Errorf("bad escape %q", item)
-		}
-		r = r<<4 | rune(d)
-	}
-	if !utf8.ValidRune(r) {
-		return 0, fmt.Errorf("bad code point %q", item)
-	}
-	return r, nil
 }

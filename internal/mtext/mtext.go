@@ -1,4 +1,6 @@
-package powerbi
+// Package mtext writes and reads Power Query M text literals, for the
+// connector generator and for the M evaluator its tests use.
+package mtext
 
 import (
 	"errors"
@@ -8,10 +10,10 @@ import (
 	"unicode/utf8"
 )
 
-// errBadLiteral is returned by unquoteM for text that is not an M text literal.
-var errBadLiteral = errors.New("not an M text literal")
+// ErrBadLiteral reports text that is not an M text literal.
+var ErrBadLiteral = errors.New("not an M text literal")
 
-// quoteM returns s as a Power Query M text literal that evaluates to s.
+// Quote returns s as a Power Query M text literal that evaluates to s.
 //
 // M language specification, "Text literals": a literal is delimited by '"',
 // a '"' inside it is written twice, and "#(" starts a character escape
@@ -20,7 +22,7 @@ var errBadLiteral = errors.New("not an M text literal")
 // control character and every non-ASCII character is written as a short
 // (#(XXXX)) or long (#(XXXXXXXX)) Unicode escape, so the generated source is
 // plain ASCII whatever encoding reads it. Invalid UTF-8 bytes become U+FFFD.
-func quoteM(s string) string {
+func Quote(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + 2)
 	b.WriteByte('"')
@@ -48,48 +50,61 @@ func quoteM(s string) string {
 	return b.String()
 }
 
-// unquoteM is the inverse of quoteM: it reads one complete M text literal,
+// Unquote is the inverse of Quote: it reads one complete M text literal,
 // accepting every escape form of the specification (including comma-separated
 // lists such as "#(cr,lf)"), and returns the text it denotes.
-func unquoteM(lit string) (string, error) {
-	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
-		return "", fmt.Errorf("%w: missing quotes", errBadLiteral)
+func Unquote(lit string) (string, error) {
+	text, n, err := Scan(lit)
+	if err != nil {
+		return "", err
 	}
-	body := lit[1 : len(lit)-1]
+	if n != len(lit) {
+		return "", fmt.Errorf("%w: lone quote at %d", ErrBadLiteral, n-1)
+	}
+	return text, nil
+}
+
+// Scan reads the M text literal at the start of s, as a lexer meets it in
+// source, and returns the text it denotes and the literal's length in bytes.
+// A '"' not followed by another ends the literal.
+func Scan(s string) (text string, n int, err error) {
+	if s == "" || s[0] != '"' {
+		return "", 0, fmt.Errorf("%w: missing opening quote", ErrBadLiteral)
+	}
 	var b strings.Builder
-	for i := 0; i < len(body); {
-		c := body[i]
+	for i := 1; i < len(s); {
+		c := s[i]
 		switch {
 		case c == '"':
-			if i+1 >= len(body) || body[i+1] != '"' {
-				return "", fmt.Errorf("%w: lone quote at %d", errBadLiteral, i+1)
+			if i+1 < len(s) && s[i+1] == '"' {
+				b.WriteByte('"')
+				i += 2
+				continue
 			}
-			b.WriteByte('"')
-			i += 2
-		case c == '#' && i+1 < len(body) && body[i+1] == '(':
-			end := strings.IndexByte(body[i+2:], ')')
+			return b.String(), i + 1, nil
+		case c == '#' && i+1 < len(s) && s[i+1] == '(':
+			end := strings.IndexByte(s[i+2:], ')')
 			if end < 0 {
-				return "", fmt.Errorf("%w: unterminated escape at %d", errBadLiteral, i+1)
+				return "", 0, fmt.Errorf("%w: unterminated escape at %d", ErrBadLiteral, i)
 			}
-			list := body[i+2 : i+2+end]
-			for _, item := range strings.Split(list, ",") {
+			for _, item := range strings.Split(s[i+2:i+2+end], ",") {
 				r, err := escapeRune(item)
 				if err != nil {
-					return "", fmt.Errorf("%w: escape at %d: %v", errBadLiteral, i+1, err)
+					return "", 0, fmt.Errorf("%w: escape at %d: %v", ErrBadLiteral, i, err)
 				}
 				b.WriteRune(r)
 			}
 			i += 2 + end + 1
 		default:
-			r, size := utf8.DecodeRuneInString(body[i:])
+			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size <= 1 {
-				return "", fmt.Errorf("%w: invalid UTF-8 at %d", errBadLiteral, i+1)
+				return "", 0, fmt.Errorf("%w: invalid UTF-8 at %d", ErrBadLiteral, i)
 			}
-			b.WriteString(body[i : i+size])
+			b.WriteString(s[i : i+size])
 			i += size
 		}
 	}
-	return b.String(), nil
+	return "", 0, fmt.Errorf("%w: missing closing quote", ErrBadLiteral)
 }
 
 // escapeRune decodes one single-escape-sequence of an M text literal.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/odata-bridge/bridge/powerbi/meval"
+	"github.com/odata-bridge/bridge/internal/meval"
 )
 
 // Example evaluates a connector-style sign-in function and shows the request

@@ -144,7 +144,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, path := range []string{"../testdata/ODataBridge.pq"} {
+	for _, path := range []string{"../../powerbi/testdata/ODataBridge.pq"} {
 		src, err := os.ReadFile(path)
 		if err != nil {
 			f.Fatal(err)
