@@ -63,7 +63,7 @@ func TestConnectorMAgainstBridge(t *testing.T) {
 	}
 	loc, callback := field(login, "LoginUri"), ""
 	for i := 0; i < 6 && callback == ""; i++ {
-		resp, err := noRedirects.Get(loc)
+		resp, err := b.browser.Get(loc)
 		if err != nil {
 			t.Fatal(err)
 		}

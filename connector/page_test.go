@@ -177,7 +177,12 @@ func TestPageSecurity(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := b.srv.Config.Handler.(*Server)
-	cookie := &http.Cookie{Name: cookieName, Value: srv.sealCookie(pageCookie{SessionID: sid, CSRF: "right", Expires: b.clock.Now().Add(time.Hour)})}
+	pc, err := srv.newPageSession(context.Background(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.CSRF = "right"
+	cookie := &http.Cookie{Name: cookieName, Value: srv.sealCookie(pc)}
 	for name, token := range map[string]string{"no token": "", "wrong token": "wrong"} {
 		req, _ := http.NewRequest(http.MethodPost, b.url+"/api/keys", strings.NewReader(`{"name":"x"}`))
 		req.Header.Set("Content-Type", "application/json")
