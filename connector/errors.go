@@ -25,7 +25,7 @@ var (
 // Refusals of the feed-key API.
 var (
 	errNoSuchFeedKey = errors.New("no feed key of yours has this ID")
-	errKeyLimit   = errors.New("the feed-key limit is reached")
+	errKeyLimit      = errors.New("the feed-key limit is reached")
 )
 
 // failure is how an error is shown to a client.
