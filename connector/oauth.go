@@ -302,7 +302,7 @@ func (s *Server) callback(c *gin.Context) {
 	if state == "" {
 		if adminConsentResponse(q) {
 			// A consent result is shown only for a consent this bridge started.
-			showError(c, http.StatusBadRequest, "This admin-consent answer does not belong to an admin consent started from this browser. Start it again at "+s.url("/admin/consent")+".")
+			showError(c, http.StatusBadRequest, "The bridge did not start this admin consent in this browser, so it cannot confirm the answer. Entra ID's Enterprise applications show whether consent was granted; to see the result here, start admin consent at "+s.url("/admin/consent")+"?tenant= followed by the tenant.")
 			return
 		}
 		showError(c, http.StatusBadRequest, "The sign-in response has no state.")
