@@ -322,12 +322,34 @@ func TestSlowBodyIsCut(t *testing.T) {
 			http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
 			return
 		}
+		if r.URL.Query().Has("slow") {
+			// A long answer after a body that came in time: the read
+			// deadline must not cancel it.
+			time.Sleep(1200 * time.Millisecond)
+			if err := r.Context().Err(); err != nil {
+				http.Error(w, "cancelled: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 	}
 	b := newBridge(t, func(*Provider) []Source {
 		return []Source{{Name: "test", Kind: "odata", Auth: "user", Serve: batchFeed}}
 	}, func(o *Options) { o.BodyTimeout = 500 * time.Millisecond })
 	access, _ := b.signIn(t)
+	t.Run("a body in time, then a long answer", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, b.url+"/odata/test/$batch?slow=1", strings.NewReader(strings.Repeat("x", 1000)))
+		req.Header.Set("Authorization", "Bearer "+access)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("status %d %s, want 200", resp.StatusCode, body)
+		}
+	})
 	for _, path := range []string{"/api/keys", "/odata/test/$batch"} {
 		t.Run(path, func(t *testing.T) {
 			conn, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://"))
