@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -179,37 +178,15 @@ func (s *Server) securityHeaders(c *gin.Context) {
 
 // bodyDeadline gives a request body BodyTimeout to arrive, so a client
 // that sends it a byte at a time cannot hold a connection and a handler.
-// The deadline is on the connection and is lifted once the body has been
-// read: an expired read deadline during a long response (a relayed feed)
-// would otherwise cancel the request.
+// The deadline is the connection's; net/http lifts it once the body has
+// been read to its end (its background read of the connection starts with
+// no deadline), so a long answer after the body, such as a relayed
+// $batch, is not cut.
 func (s *Server) bodyDeadline(c *gin.Context) {
 	r := c.Request
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		c.Next()
-		return
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		// An error means no net/http connection (a test recorder): nothing to bound.
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
 	}
-	rc := http.NewResponseController(c.Writer)
-	if err := rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout)); err != nil {
-		// Not a net/http connection (a test recorder): nothing to bound.
-		c.Next()
-		return
-	}
-	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 	c.Next()
-}
-
-// deadlineBody lifts the connection's read deadline when its body ends.
-type deadlineBody struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
