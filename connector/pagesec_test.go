@@ -515,3 +515,33 @@ func TestErrorPagesHaveSecurityHeaders(t *testing.T) {
 func basicValue(user, password string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
 }
+
+// TestSignInCookieFitsABrowser: the longest client state the bridge takes
+// still gives a cookie that browsers keep (4 KiB with its name); a longer
+// one is refused at the client's redirect URI.
+func TestSignInCookieFitsABrowser(t *testing.T) {
+	b := newBridge(t, nil)
+	_, challenge := pkce()
+	for _, tc := range []struct {
+		n    int
+		fits bool
+	}{{maxClientState, true}, {maxClientState + 1, false}} {
+		q := connectorQuery(challenge)
+		q.Set("state", strings.Repeat("s", tc.n))
+		resp, _ := browse(t, newBrowser(t), authorizeURL(b.url, q))
+		loc, _ := url.Parse(resp.Header.Get("Location"))
+		if !tc.fits {
+			if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), powerBIRedirect) || loc.Query().Get("error") != "invalid_request" {
+				t.Errorf("state of %d: status %d to %q, want invalid_request at the client", tc.n, resp.StatusCode, redact(loc.String()))
+			}
+			continue
+		}
+		cookies := resp.Cookies()
+		if resp.StatusCode != http.StatusFound || len(cookies) != 1 {
+			t.Fatalf("state of %d: status %d, %d cookies; want 302 and one sign-in cookie", tc.n, resp.StatusCode, len(cookies))
+		}
+		if size := len(cookies[0].Name) + len(cookies[0].Value); size > 4000 {
+			t.Errorf("state of %d: sign-in cookie of %d bytes, want at most 4000", tc.n, size)
+		}
+	}
+}
