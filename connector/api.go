@@ -2,6 +2,7 @@ package connector
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -114,10 +115,23 @@ func (s *Server) createKey(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, gin.H{"error": gin.H{"code": "BadRequest", "message": `The body must be JSON {"name": "…"} with a name of 1 to 100 printable characters.`}})
 		return
 	}
-	sid, _, err := s.subjectOf(c)
+	sid, sub, err := s.subjectOf(c)
 	if err != nil {
 		writeODataError(c.Writer, "4.0", err)
 		return
+	}
+	if limit := s.opts.MaxKeysPerUser; limit > 0 {
+		// Counted across the user's sessions; two concurrent requests at
+		// the limit may both pass: the limit bounds abuse, not an exact count.
+		keys, err := s.opts.Store.FeedKeys(c.Request.Context(), sub)
+		if err != nil {
+			writeODataError(c.Writer, "4.0", err)
+			return
+		}
+		if len(keys) >= limit {
+			writeODataError(c.Writer, "4.0", fmt.Errorf("%w: %d keys is the most one user may hold; revoke one first", errKeyLimit, limit))
+			return
+		}
 	}
 	info, key, err := s.opts.Store.CreateFeedKey(c.Request.Context(), sid, req.Name)
 	if err != nil {
@@ -135,6 +149,10 @@ func (s *Server) deleteKey(c *gin.Context) {
 		return
 	}
 	if err := s.opts.Store.RevokeFeedKey(c.Request.Context(), sub, c.Param("id")); err != nil {
+		if errors.Is(err, tokencache.ErrNotFound) {
+			// The caller is signed in: the key is unknown or someone else's.
+			err = errNoSuchFeedKey
+		}
 		writeODataError(c.Writer, "4.0", err)
 		return
 	}

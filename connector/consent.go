@@ -34,13 +34,16 @@ func (s *Server) adminConsent(c *gin.Context) {
 		s.consentPage(c, f.status, consentView{Title: "Admin consent cannot start", Problem: f.message})
 		return
 	}
+	// Entra returns the state with its answer; the callback shows a result
+	// only for a consent this browser started here, once.
+	state := s.bindSignIn(c, pending{Purpose: "consent"})
 	c.Header("Cache-Control", "no-store")
-	c.Redirect(http.StatusFound, u)
+	c.Redirect(http.StatusFound, u+"&state="+url.QueryEscape(state))
 }
 
-// adminConsentResponse reports whether a callback is Entra's answer to an
-// admin-consent request: it carries admin_consent, or an error without the
-// state that every sign-in sends.
+// adminConsentResponse reports whether a callback without state looks
+// like Entra's answer to an admin-consent request: it carries
+// admin_consent, or an error.
 func adminConsentResponse(q url.Values) bool {
 	return q.Has("admin_consent") || (q.Get("state") == "" && q.Has("error"))
 }
@@ -80,7 +83,8 @@ func (s *Server) consentPage(c *gin.Context, status int, v consentView) {
 }
 
 // consentResult is the callback's page after Entra's admin-consent
-// endpoint: success, or the error explained in plain words.
+// endpoint: success, or the error explained in plain words. The callback
+// calls it only for a consent state this bridge issued to this browser.
 func (s *Server) consentResult(c *gin.Context) {
 	q := c.Request.URL.Query()
 	tenant := q.Get("tenant")

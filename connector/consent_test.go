@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,7 +42,8 @@ func TestAdminConsentRoundTrip(t *testing.T) {
 		t.Fatalf("before consent: status = %d, want 403", resp.StatusCode)
 	}
 
-	resp, _ := b.do(t, http.MethodGet, "/admin/consent?tenant="+tenantB, nil)
+	browser := newBrowser(t)
+	resp, _ := browse(t, browser, b.url+"/admin/consent?tenant="+tenantB)
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("/admin/consent: status = %d, want 302", resp.StatusCode)
 	}
@@ -50,12 +52,12 @@ func TestAdminConsentRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if loc != want {
-		t.Errorf("Location = %q, want %q", loc, want)
-	}
 	u, _ := url.Parse(loc)
 	q := u.Query()
-	if u.Path != "/"+tenantB+"/v2.0/adminconsent" || q.Get("client_id") != entraClientID || q.Get("redirect_uri") != b.url+"/oauth/callback" || q.Get("scope") == "" || q.Has("state") {
+	if !strings.HasPrefix(loc, want+"&state=") {
+		t.Errorf("Location = %q, want %q with a state", loc, want)
+	}
+	if u.Path != "/"+tenantB+"/v2.0/adminconsent" || q.Get("client_id") != entraClientID || q.Get("redirect_uri") != b.url+"/oauth/callback" || q.Get("scope") == "" || len(q.Get("state")) < 43 {
 		t.Errorf("admin-consent URL = %s", loc)
 	}
 
@@ -69,7 +71,11 @@ func TestAdminConsentRoundTrip(t *testing.T) {
 	if !strings.HasPrefix(back, b.url+"/oauth/callback?") {
 		t.Fatalf("Entra redirected to %q, want the bridge's callback", back)
 	}
-	resp, body := b.do(t, http.MethodGet, strings.TrimPrefix(back, b.url), nil)
+	// Another browser (an attacker's link opened by someone else) gets no result page.
+	if resp, body := browse(t, newBrowser(t), back); resp.StatusCode != http.StatusBadRequest || strings.Contains(body, "Admin consent granted") {
+		t.Errorf("callback in another browser: status = %d, body %s; want 400", resp.StatusCode, body)
+	}
+	resp, body := browse(t, browser, back)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Admin consent granted") || !strings.Contains(body, tenantB) {
 		t.Errorf("callback: status = %d, body %s; want 200 naming the tenant", resp.StatusCode, body)
 	}
@@ -85,7 +91,8 @@ func TestAdminConsentErrorPages(t *testing.T) {
 	b.idp.set(func(p *entraIdP) { p.notAdmin = true })
 
 	// Through the test provider: a user who is no administrator.
-	resp, _ := b.do(t, http.MethodGet, "/admin/consent?tenant="+tenantADomain, nil)
+	browser := newBrowser(t)
+	resp, _ := browse(t, browser, b.url+"/admin/consent?tenant="+tenantADomain)
 	resp, err := noRedirects.Get(resp.Header.Get("Location"))
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +112,12 @@ func TestAdminConsentErrorPages(t *testing.T) {
 		{"script in the description", "/oauth/callback?error=x&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E", []string{"&lt;script&gt;"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := b.do(t, http.MethodGet, tc.path, nil)
+			path := tc.path
+			if !strings.Contains(path, "state=") {
+				// Entra's answer to a consent this browser started.
+				path += "&state=" + url.QueryEscape(startConsent(t, b.url, browser))
+			}
+			resp, body := browse(t, browser, b.url+path)
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Errorf("status = %d, want 400", resp.StatusCode)
 			}
@@ -118,6 +130,58 @@ func TestAdminConsentErrorPages(t *testing.T) {
 			if strings.Contains(body, "<script>") || strings.Contains(body, "Trace ID") {
 				t.Errorf("page shows a script or Entra's trace lines:\n%s", body)
 			}
+		})
+	}
+}
+
+// browse sends a GET with client (a browser) and returns the response and body.
+func browse(t *testing.T, client *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// startConsent starts admin consent in browser and returns the state the
+// bridge sent along to Entra.
+func startConsent(t *testing.T, base string, browser *http.Client) string {
+	t.Helper()
+	resp, _ := browse(t, browser, base+"/admin/consent?tenant="+tenantA)
+	u, err := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound || err != nil || u.Query().Get("state") == "" {
+		t.Fatalf("/admin/consent: status %d, Location %q; want a redirect with a state", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	return u.Query().Get("state")
+}
+
+// TestAdminConsentResultForged: the result page appears only for a
+// consent the bridge started in this browser, once.
+func TestAdminConsentResultForged(t *testing.T) {
+	b := newEntraBridge(t, nil)
+	browser := newBrowser(t)
+	granted := "/oauth/callback?admin_consent=True&tenant=" + tenantA
+	used := startConsent(t, b.url, browser)
+	if resp, body := browse(t, browser, b.url+granted+"&state="+url.QueryEscape(used)); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Admin consent granted") {
+		t.Fatalf("genuine answer: status = %d, body %s; want 200 granted", resp.StatusCode, body)
+	}
+	other := startConsent(t, b.url, newBrowser(t))
+	for _, tc := range []struct{ name, path string }{
+		{"no state", granted},
+		{"an error without state", "/oauth/callback?error=access_denied"},
+		{"a state never issued", granted + "&state=" + strings.Repeat("A", 43)},
+		{"a state of another browser", granted + "&state=" + url.QueryEscape(other)},
+		{"a used state", granted + "&state=" + url.QueryEscape(used)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := browse(t, browser, b.url+tc.path)
+			if resp.StatusCode != http.StatusBadRequest || strings.Contains(body, "Admin consent granted") || strings.Contains(body, tenantA) {
+				t.Errorf("status = %d, body %s; want 400 and no result", resp.StatusCode, body)
+			}
+			checkPageHeaders(t, resp)
 		})
 	}
 }
@@ -248,8 +312,8 @@ func FuzzAdminConsentURL(f *testing.F) {
 	})
 }
 
-// FuzzConsentResult checks that any answer at the callback without state
-// gives a page that shows no markup from the query.
+// FuzzConsentResult checks that any answer at the callback to a consent
+// the bridge started gives a page that shows no markup from the query.
 func FuzzConsentResult(f *testing.F) {
 	for _, s := range []string{
 		"admin_consent=True&tenant=" + tenantA,
@@ -274,8 +338,16 @@ func FuzzConsentResult(f *testing.F) {
 		if err != nil || q.Has("state") || !adminConsentResponse(q) {
 			return
 		}
+		// A consent started here, so the answer gets the result page.
+		start := httptest.NewRecorder()
+		s.ServeHTTP(start, httptest.NewRequest(http.MethodGet, "/admin/consent?tenant="+tenantA, nil))
+		loc, _ := url.Parse(start.Header().Get("Location"))
+		q.Set("state", loc.Query().Get("state"))
 		req := httptest.NewRequest(http.MethodGet, "/oauth/callback", nil)
 		req.URL.RawQuery = q.Encode()
+		for _, c := range start.Result().Cookies() {
+			req.AddCookie(c)
+		}
 		rec := httptest.NewRecorder()
 		s.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {

@@ -279,6 +279,9 @@ func (p *entraIdP) adminConsent(w http.ResponseWriter, r *http.Request) {
 		bq.Set("tenant", tid)
 		bq.Set("scope", q.Get("scope"))
 	}
+	if st := q.Get("state"); st != "" {
+		bq.Set("state", st) // Entra returns the request's state, on success and on error
+	}
 	back.RawQuery = bq.Encode()
 	http.Redirect(w, r, back.String(), http.StatusFound)
 }

@@ -22,6 +22,12 @@ var (
 	errCSRF           = errors.New("missing or wrong CSRF token")
 )
 
+// Refusals of the feed-key API.
+var (
+	errNoSuchFeedKey = errors.New("no feed key of yours has this ID")
+	errKeyLimit      = errors.New("the feed-key limit is reached")
+)
+
 // failure is how an error is shown to a client.
 type failure struct {
 	status  int
@@ -35,6 +41,10 @@ type failure struct {
 // Internal detail never reaches the client: 5xx messages are fixed strings.
 func classify(err error) failure {
 	switch {
+	case errors.Is(err, errNoSuchFeedKey):
+		return failure{status: http.StatusNotFound, code: "NotFound", message: "No feed key of yours has this ID."}
+	case errors.Is(err, errKeyLimit):
+		return failure{status: http.StatusConflict, code: "Conflict", message: clientMessage(err)}
 	case errors.Is(err, errNoCredentials):
 		return failure{status: http.StatusUnauthorized, code: "Unauthorized", message: "Sign in: use a bridge token (Bearer) or a feed key (Basic)."}
 	case errors.Is(err, errBadCredentials), errors.Is(err, tokencache.ErrNotFound), errors.Is(err, tokencache.ErrReused):

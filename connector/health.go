@@ -35,7 +35,9 @@ func (s *Server) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-func (s *Server) metricsHandler() gin.HandlerFunc {
-	h := promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})
-	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+// MetricsHandler serves the Prometheus metrics of Options.Gatherer. It is
+// not a route of the bridge: the caller serves it on a listener of its own
+// (metrics_listen), never on the public one.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})
 }

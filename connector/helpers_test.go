@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
@@ -163,6 +164,8 @@ type bridge struct {
 	clock *clock
 	logs  *syncBuffer
 	url   string
+	// browser is one browser: it keeps cookies and stops at every redirect.
+	browser *http.Client
 }
 
 type syncBuffer struct {
@@ -229,7 +232,7 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func
 	srv.Config.Handler = s
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &bridge{srv: srv, idp: idp, store: store, prov: prov, clock: clk, logs: logs, url: public}
+	return &bridge{srv: srv, idp: idp, store: store, prov: prov, clock: clk, logs: logs, url: public, browser: newBrowser(t)}
 }
 
 // echoFeed answers with what the relay would send upstream as credentials.
@@ -245,8 +248,18 @@ func echoFeed(w http.ResponseWriter, r *http.Request, path, user string, auth Au
 	json.NewEncoder(w).Encode(map[string]string{"path": path, "upstream_authorization": out.Header.Get("Authorization"), "user": user})
 }
 
-// noRedirects is a client that stops at every redirect.
+// noRedirects is a client that stops at every redirect and keeps no cookies.
 var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// newBrowser is a client with a fresh cookie jar that stops at every
+// redirect: one browser.
+func newBrowser(t testing.TB) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, CheckRedirect: noRedirects.CheckRedirect}
+}
 
 func pkce() (verifier, challenge string) {
 	b := make([]byte, 32)

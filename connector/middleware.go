@@ -163,3 +163,30 @@ func noStore(c *gin.Context) {
 	c.Header("Pragma", "no-cache")
 	c.Next()
 }
+
+// securityHeaders are the headers of every response: no MIME sniffing, and
+// HSTS when the bridge is served over https (RFC 6797), so a browser never
+// sends the page cookie or a feed key over plain http.
+func (s *Server) securityHeaders(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	if s.secureCookies() {
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	c.Next()
+}
+
+// bodyDeadline gives a request body BodyTimeout to arrive, so a client
+// that sends it a byte at a time cannot hold a connection and a handler.
+// The deadline is the connection's; net/http lifts it once the body has
+// been read to its end (its background read of the connection starts with
+// no deadline), so a long answer after the body, such as a relayed
+// $batch, is not cut.
+func (s *Server) bodyDeadline(c *gin.Context) {
+	r := c.Request
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		// An error means no net/http connection (a test recorder): nothing to bound.
+		_ = http.NewResponseController(c.Writer).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+	}
+	c.Next()
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -43,7 +44,13 @@ func TestAccessLogAndMetrics(t *testing.T) {
 		t.Errorf("status = %v, want 200", line["status"])
 	}
 
-	_, body := b.get(t, "/metrics", nil)
+	// /metrics is not on the public listener; MetricsHandler serves it on its own.
+	if resp, _ := b.get(t, "/metrics", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the public handler: status %d, want 404", resp.StatusCode)
+	}
+	rec := httptest.NewRecorder()
+	b.srv.Config.Handler.(*Server).MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
 	if !strings.Contains(body, `bridge_http_requests_total{method="GET",route="/healthz",status="200"} 1`) {
 		t.Errorf("no GET /healthz series counting 1 in /metrics:\n%s", grepLines(body, "bridge_http_requests_total"))
 	}

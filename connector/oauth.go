@@ -31,10 +31,16 @@ const (
 	kindCode  = "code"
 )
 
+// maxClientState bounds a client's state: it travels in the sign-in
+// cookie, and a browser keeps no cookie past 4 KiB.
+const maxClientState = 1024
+
 // pending is an authorization request waiting for the provider's callback.
-// It is stored under the bridge's own state, which is single use.
+// It is sealed into a cookie of the browser that started it, under the
+// bridge's own state, and nothing is stored until the callback, which
+// claims the state so it is single use.
 type pending struct {
-	Purpose     string    `json:"p"`            // "client": a connector's authorize; "page": the sign-in page
+	Purpose     string    `json:"p"`            // "client": a connector's authorize; "page": the sign-in page; "consent": Entra admin consent
 	ClientID    string    `json:"c,omitempty"`  // the connector's client
 	RedirectURI string    `json:"r,omitempty"`  // exactly as the client sent it
 	State       string    `json:"s,omitempty"`  // the client's own state
@@ -53,6 +59,10 @@ type grant struct {
 	Challenge   string    `json:"ch"`
 	Expires     time.Time `json:"e"`
 }
+
+// issuer is the bridge's issuer identifier as an authorization server
+// (RFC 8414 §2, RFC 9207 §2): its public URL.
+func (s *Server) issuer() string { return s.public.String() }
 
 // randomString returns n random bytes, base64url encoded.
 func randomString(n int) string {
@@ -121,7 +131,7 @@ func (cl Client) registeredRedirect(uri string) bool {
 
 func (s *Server) authServerMetadata(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{
-		"issuer":                                     s.public.String(),
+		"issuer":                                     s.issuer(),
 		"authorization_endpoint":                     s.url("/oauth/authorize"),
 		"token_endpoint":                             s.url("/oauth/token"),
 		"revocation_endpoint":                        s.url("/oauth/revoke"),
@@ -130,6 +140,8 @@ func (s *Server) authServerMetadata(c *gin.Context) {
 		"code_challenge_methods_supported":           []string{"S256"},
 		"token_endpoint_auth_methods_supported":      []string{"none"},
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
+		// RFC 9207: every authorization response names the bridge as iss.
+		"authorization_response_iss_parameter_supported": true,
 	})
 }
 
@@ -141,16 +153,14 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 // showError renders an error page. It never redirects: a request with a bad
 // client or redirect URI must not reach that URI (RFC 6749 §4.1.2.1).
 func showError(c *gin.Context, status int, message string) {
-	c.Header("Content-Security-Policy", "default-src 'none'")
-	c.Header("X-Frame-Options", "DENY")
-	c.Header("Cache-Control", "no-store")
+	pageHeaders(c)
 	c.Status(status)
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	_ = errorPage.Execute(c.Writer, message)
 }
 
 // redirectError sends an RFC 6749 §4.1.2.1 error to a validated redirect URI.
-func redirectError(c *gin.Context, redirectURI, state, code, desc string) {
+func (s *Server) redirectError(c *gin.Context, redirectURI, state, code, desc string) {
 	u, _ := url.Parse(redirectURI)
 	q := u.Query()
 	q.Set("error", code)
@@ -160,6 +170,7 @@ func redirectError(c *gin.Context, redirectURI, state, code, desc string) {
 	if state != "" {
 		q.Set("state", state)
 	}
+	q.Set("iss", s.issuer()) // RFC 9207 §2
 	u.RawQuery = q.Encode()
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(http.StatusFound, u.String())
@@ -184,19 +195,22 @@ func (s *Server) authorize(c *gin.Context) {
 	switch {
 	case !validState(state):
 		// Not echoed back: it is what the check refused.
-		redirectError(c, redirectURI, "", "invalid_request", "state must be printable ASCII")
+		s.redirectError(c, redirectURI, "", "invalid_request", "state must be printable ASCII")
+		return
+	case len(state) > maxClientState:
+		s.redirectError(c, redirectURI, "", "invalid_request", "state is too long")
 		return
 	case q.Get("response_type") != "code":
-		redirectError(c, redirectURI, state, "unsupported_response_type", "response_type must be code")
+		s.redirectError(c, redirectURI, state, "unsupported_response_type", "response_type must be code")
 		return
 	case q.Get("code_challenge") == "":
-		redirectError(c, redirectURI, state, "invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256")
+		s.redirectError(c, redirectURI, state, "invalid_request", "PKCE is required: code_challenge with code_challenge_method=S256")
 		return
 	case q.Get("code_challenge_method") != "S256":
-		redirectError(c, redirectURI, state, "invalid_request", "code_challenge_method must be S256")
+		s.redirectError(c, redirectURI, state, "invalid_request", "code_challenge_method must be S256")
 		return
 	case !validChallenge(q.Get("code_challenge")):
-		redirectError(c, redirectURI, state, "invalid_request", "code_challenge must be a base64url SHA-256 value")
+		s.redirectError(c, redirectURI, state, "invalid_request", "code_challenge must be a base64url SHA-256 value")
 		return
 	}
 	p := pending{
@@ -209,21 +223,14 @@ func (s *Server) authorize(c *gin.Context) {
 	s.startSignIn(c, p)
 }
 
-// startSignIn stores p under a fresh single-use state and redirects to the
-// identity provider.
+// startSignIn binds p to the browser and redirects to the identity
+// provider.
 func (s *Server) startSignIn(c *gin.Context, p pending) {
 	ctx := c.Request.Context()
 	p.Verifier = randomString(32)
 	p.Nonce = randomString(16)
-	p.Expires = s.now().Add(stateTTL)
-	raw, _ := json.Marshal(p)
-	state, err := s.opts.Store.PutOnce(ctx, kindState, raw, stateTTL)
-	if err != nil {
-		s.log.ErrorContext(ctx, "store pending sign-in", slog.Any("error", err))
-		s.failPage(c, err)
-		return
-	}
-	to, err := s.opts.Provider.AuthCodeURL(ctx, string(state), p.Nonce, p.Verifier)
+	state := s.bindSignIn(c, p)
+	to, err := s.opts.Provider.AuthCodeURL(ctx, state, p.Nonce, p.Verifier)
 	if err != nil {
 		s.log.ErrorContext(ctx, "identity provider", slog.Any("error", err))
 		s.failPage(c, err)
@@ -231,6 +238,50 @@ func (s *Server) startSignIn(c *gin.Context, p pending) {
 	}
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(http.StatusFound, to)
+}
+
+// bindSignIn seals p into a short-lived cookie of this browser under a
+// fresh state and returns the state. Nothing is stored on the server, so
+// anonymous starts cost no memory; only the browser that holds the cookie
+// can finish the sign-in (RFC 6749 §10.12, RFC 9700 §4.7: a callback URL
+// prepared by someone else does not sign a victim into their account).
+func (s *Server) bindSignIn(c *gin.Context, p pending) string {
+	state := randomString(32)
+	p.Expires = s.now().Add(stateTTL)
+	raw, _ := json.Marshal(p)
+	s.setCookie(c, s.signinCookie(state), s.seal(raw, signinBinding(state)), stateTTL)
+	return state
+}
+
+// errNoSignIn is a callback whose state this browser did not start, or
+// that was already used or has expired.
+var errNoSignIn = errors.New("unknown sign-in state")
+
+// takeSignIn opens the sign-in of state from the browser's cookie and
+// claims the state, so each is used once, whoever holds a copy.
+func (s *Server) takeSignIn(c *gin.Context, state string) (pending, error) {
+	name := s.signinCookie(state)
+	v, err := c.Cookie(name)
+	if err != nil || v == "" {
+		return pending{}, errNoSignIn
+	}
+	plain, err := s.unseal(v, signinBinding(state))
+	if err != nil {
+		return pending{}, errNoSignIn
+	}
+	var p pending
+	now := s.now()
+	if json.Unmarshal(plain, &p) != nil || !now.Before(p.Expires) {
+		return pending{}, errNoSignIn
+	}
+	if err := s.opts.Store.Claim(c.Request.Context(), kindState, state, p.Expires.Sub(now)); err != nil {
+		if errors.Is(err, tokencache.ErrUsed) {
+			return pending{}, errNoSignIn
+		}
+		return pending{}, err
+	}
+	s.setCookie(c, name, "", 0)
+	return p, nil
 }
 
 // failPage shows an outage as an error page with Retry-After.
@@ -247,33 +298,34 @@ func (s *Server) failPage(c *gin.Context, err error) {
 func (s *Server) callback(c *gin.Context) {
 	ctx := c.Request.Context()
 	q := c.Request.URL.Query()
-	if adminConsentResponse(q) {
-		s.consentResult(c)
-		return
-	}
 	state := q.Get("state")
 	if state == "" {
+		if adminConsentResponse(q) {
+			// A consent result is shown only for a consent this bridge started.
+			showError(c, http.StatusBadRequest, "The bridge did not start this admin consent in this browser, so it cannot confirm the answer. Entra ID's Enterprise applications show whether consent was granted; to see the result here, start admin consent at "+s.url("/admin/consent")+"?tenant= followed by the tenant.")
+			return
+		}
 		showError(c, http.StatusBadRequest, "The sign-in response has no state.")
 		return
 	}
-	raw, err := s.opts.Store.TakeOnce(ctx, kindState, state)
+	p, err := s.takeSignIn(c, state)
 	if err != nil {
-		if errors.Is(err, tokencache.ErrUnavailable) {
+		if !errors.Is(err, errNoSignIn) {
+			s.log.ErrorContext(ctx, "claim sign-in state", slog.Any("error", err))
 			s.failPage(c, err)
 			return
 		}
-		showError(c, http.StatusBadRequest, "This sign-in is unknown, expired or already used.")
+		showError(c, http.StatusBadRequest, "This sign-in is unknown, expired or already used, or it was started in another browser. Start it again.")
 		return
 	}
-	var p pending
-	if json.Unmarshal(raw, &p) != nil || s.now().After(p.Expires) {
-		showError(c, http.StatusBadRequest, "This sign-in is unknown, expired or already used.")
+	if p.Purpose == "consent" {
+		s.consentResult(c)
 		return
 	}
 	if e := q.Get("error"); e != "" {
 		s.metrics.signIns.WithLabelValues("provider_error").Inc()
 		if p.Purpose == "client" {
-			redirectError(c, p.RedirectURI, p.State, oauthErrorCode(e), q.Get("error_description"))
+			s.redirectError(c, p.RedirectURI, p.State, oauthErrorCode(e), q.Get("error_description"))
 			return
 		}
 		showError(c, http.StatusBadRequest, "The identity provider refused the sign-in: "+q.Get("error_description"))
@@ -289,7 +341,7 @@ func (s *Server) callback(c *gin.Context) {
 		s.metrics.signIns.WithLabelValues("exchange_failed").Inc()
 		s.log.WarnContext(ctx, "sign-in failed", slog.Any("error", err))
 		if p.Purpose == "client" && !errors.Is(err, ErrProviderDown) {
-			redirectError(c, p.RedirectURI, p.State, "access_denied", "the identity provider did not confirm the sign-in")
+			s.redirectError(c, p.RedirectURI, p.State, "access_denied", "the identity provider did not confirm the sign-in")
 			return
 		}
 		s.failPage(c, err)
@@ -328,6 +380,7 @@ func (s *Server) callback(c *gin.Context) {
 	if p.State != "" {
 		rq.Set("state", p.State)
 	}
+	rq.Set("iss", s.issuer()) // RFC 9207 §2
 	u.RawQuery = rq.Encode()
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(http.StatusFound, u.String())

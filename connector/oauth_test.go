@@ -212,7 +212,11 @@ func TestAuthorizeRequiresS256(t *testing.T) {
 // callback URL the provider sends the browser to, without following it.
 func (b *bridge) providerCallback(t *testing.T, challenge string) string {
 	t.Helper()
-	resp, _ := b.get(t, "/oauth/authorize?"+connectorQuery(challenge).Encode(), nil)
+	resp, err := b.browser.Get(b.url + "/oauth/authorize?" + connectorQuery(challenge).Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound {
 		t.Fatalf("authorize: status %d", resp.StatusCode)
 	}
@@ -258,7 +262,7 @@ func TestCallbackState(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := b.idp.tokenCalls.Load()
-			resp, err := noRedirects.Get(tc.url())
+			resp, err := b.browser.Get(tc.url())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,7 +277,7 @@ func TestCallbackState(t *testing.T) {
 	}
 	t.Run("replayed", func(t *testing.T) {
 		cb := b.providerCallback(t, challenge)
-		resp, err := noRedirects.Get(cb)
+		resp, err := b.browser.Get(cb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,7 +286,7 @@ func TestCallbackState(t *testing.T) {
 			t.Fatalf("first callback: status %d, want 302", resp.StatusCode)
 		}
 		before := b.idp.tokenCalls.Load()
-		resp, err = noRedirects.Get(cb)
+		resp, err = b.browser.Get(cb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,7 +309,7 @@ func TestCallbackPassesProviderError(t *testing.T) {
 	q.Set("error", "access_denied")
 	q.Set("error_description", "the user said no")
 	u.RawQuery = q.Encode()
-	resp, err := noRedirects.Get(u.String())
+	resp, err := b.browser.Get(u.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package connector
 
 import (
 	"embed"
+	"errors"
 	"html/template"
 	"log/slog"
 	"net/http"
@@ -57,7 +58,16 @@ func pageHeaders(c *gin.Context) {
 func (s *Server) index(c *gin.Context) {
 	pageHeaders(c)
 	data := pageData{PublicURL: s.public.String()}
-	pc, ok := s.pageCookieOf(c)
+	pc, ok, err := s.pageCookieOf(c)
+	if err != nil {
+		s.log.ErrorContext(c.Request.Context(), "read page session", slog.Any("error", err))
+		s.failPage(c, err)
+		return
+	}
+	if _, err := c.Cookie(s.pageCookieName()); !ok && err == nil {
+		// A signed-out or expired cookie is dropped from the browser.
+		s.clearPageCookie(c)
+	}
 	if ok {
 		ctx := c.Request.Context()
 		sess, err := s.opts.Store.Session(ctx, pc.SessionID)
@@ -91,22 +101,47 @@ func (s *Server) signIn(c *gin.Context) {
 
 // finishPageSignIn is the end of the page's sign-in at /oauth/callback.
 func (s *Server) finishPageSignIn(c *gin.Context, sid string, _ pending) {
-	s.setPageCookie(c, sid)
+	if err := s.setPageCookie(c, sid); err != nil {
+		s.log.ErrorContext(c.Request.Context(), "store page session", slog.Any("error", err))
+		s.failPage(c, err)
+		return
+	}
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(http.StatusSeeOther, "/")
 }
 
-// signOut ends the page's cookie. The session behind it stays, because the
-// feed keys created on the page act with it; revoking a key is what stops
-// a feed.
+// signOut ends the page's session on the server, so a copy of the cookie
+// is refused everywhere afterwards. The bridge session behind it stays,
+// because the feed keys created on the page act with it; revoking a key is
+// what stops a feed.
 func (s *Server) signOut(c *gin.Context) {
-	if _, err := s.pageSession(c); err != nil {
-		pageHeaders(c)
+	sid, err := s.pageSession(c)
+	if errors.Is(err, errCSRF) {
 		showError(c, http.StatusForbidden, "The sign-out did not come from the sign-in page.")
 		return
 	}
+	if err != nil {
+		s.log.ErrorContext(c.Request.Context(), "read page session", slog.Any("error", err))
+		s.failPage(c, err)
+		return
+	}
+	if sid != "" {
+		pc, _ := s.openCookie(mustCookie(c, s.pageCookieName()))
+		if err := s.opts.Store.DeleteValue(c.Request.Context(), kindPage, pc.PageID); err != nil {
+			s.log.ErrorContext(c.Request.Context(), "end page session", slog.Any("error", err))
+			s.failPage(c, err)
+			return
+		}
+		s.log.InfoContext(c.Request.Context(), "signed out", slog.String("session", shortID(sid)))
+	}
 	s.clearPageCookie(c)
 	c.Redirect(http.StatusSeeOther, "/")
+}
+
+// mustCookie is the value of a cookie the request is known to carry.
+func mustCookie(c *gin.Context, name string) string {
+	v, _ := c.Cookie(name)
+	return v
 }
 
 // asset serves the page's embedded script and style sheet.

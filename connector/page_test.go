@@ -62,8 +62,9 @@ func profileDir(t *testing.T) string {
 	return dir
 }
 
-// TestSignInPageWalk signs in on the page in headless Chromium, creates a
-// feed key, uses it with Basic as Excel does, and revokes it.
+// TestSignInPageWalk signs in on the page in headless Chromium (the
+// sign-in cookie binds the round trip to this browser), creates a feed
+// key, uses it with Basic as Excel does, revokes it and signs out.
 func TestSignInPageWalk(t *testing.T) {
 	exe := chromium(t)
 	b := newBridge(t, nil)
@@ -152,6 +153,15 @@ func TestSignInPageWalk(t *testing.T) {
 	if strings.Contains(b.logs.String(), key) {
 		t.Error("the feed key reached the logs")
 	}
+
+	// Signing out ends the page session: the page shows the sign-in again.
+	if err := chromedp.Run(ctx,
+		chromedp.Click("#sign-out", chromedp.ByID),
+		chromedp.WaitVisible("#sign-in", chromedp.ByID),
+		shot("5-signed-out"),
+	); err != nil {
+		t.Fatalf("sign-out in the browser: %v", err)
+	}
 	t.Logf("screenshots in %s", dir)
 }
 
@@ -177,7 +187,12 @@ func TestPageSecurity(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := b.srv.Config.Handler.(*Server)
-	cookie := &http.Cookie{Name: cookieName, Value: srv.sealCookie(pageCookie{SessionID: sid, CSRF: "right", Expires: b.clock.Now().Add(time.Hour)})}
+	pc, err := srv.newPageSession(context.Background(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.CSRF = "right"
+	cookie := &http.Cookie{Name: cookieName, Value: srv.sealCookie(pc)}
 	for name, token := range map[string]string{"no token": "", "wrong token": "wrong"} {
 		req, _ := http.NewRequest(http.MethodPost, b.url+"/api/keys", strings.NewReader(`{"name":"x"}`))
 		req.Header.Set("Content-Type", "application/json")

@@ -9,7 +9,7 @@ import (
 // routes is the whole HTTP surface of the bridge (DESIGN §4).
 func (s *Server) routes() {
 	e := s.engine
-	e.Use(s.observe, s.recoverPanics)
+	e.Use(s.observe, s.recoverPanics, s.securityHeaders, s.bodyDeadline)
 	e.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "NotFound", "message": "No such route."}})
 	})
@@ -17,10 +17,9 @@ func (s *Server) routes() {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"error": gin.H{"code": "MethodNotAllowed", "message": "Method not allowed."}})
 	})
 
-	// Health and operations.
+	// Health and operations; /metrics is MetricsHandler, on its own listener.
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", s.metricsHandler())
 
 	// The OAuth authorization server of the Power BI connector (flow A).
 	e.GET("/.well-known/oauth-authorization-server", s.authServerMetadata)

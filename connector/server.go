@@ -41,6 +41,8 @@ type Store interface {
 	TakeOnce(ctx context.Context, kind, handle string) ([]byte, error)
 	PutValue(ctx context.Context, kind, key string, value []byte, ttl time.Duration) error
 	Value(ctx context.Context, kind, key string) ([]byte, error)
+	DeleteValue(ctx context.Context, kind, key string) error
+	Claim(ctx context.Context, kind, key string, ttl time.Duration) error
 	Allow(ctx context.Context, id string, perMinute int) (time.Duration, error)
 	Ping(ctx context.Context) error
 }
@@ -99,11 +101,13 @@ type Options struct {
 	AccessTTL      time.Duration         // lifetime reported as expires_in; zero: the store's
 	Logger         *slog.Logger          // zero: discard
 	Registerer     prometheus.Registerer // zero: a private registry
-	Gatherer       prometheus.Gatherer   // served at /metrics; zero: the private registry
+	Gatherer       prometheus.Gatherer   // served by MetricsHandler; zero: the private registry
 	Now            func() time.Time      // zero: time.Now; drives code and state expiry
 	CookieKey      []byte                // 32 bytes sealing the sign-in page's cookie; zero: random per process
 	Extra          func(r gin.IRouter)   // further routes, for tests
 	Entra          EntraOptions          // admin consent and organizational accounts; zero: off
+	MaxKeysPerUser int                   // feed keys one user may hold; POST /api/keys beyond it answers 409; zero: no limit
+	BodyTimeout    time.Duration         // time to receive a request body, from the first handler on; zero: 30s
 }
 
 // Server is the bridge's http.Handler.
@@ -138,6 +142,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 30 * time.Second
 	}
 	reg := opts.Registerer
 	gather := opts.Gatherer

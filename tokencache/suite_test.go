@@ -743,3 +743,42 @@ func TestIndexPrunesExpiredSessions(t *testing.T) {
 		}
 	})
 }
+
+// A claim is single-use across replicas until its ttl ends; a deleted value
+// is gone for every replica.
+func TestClaimAndDeleteValue(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, e *env) {
+		clk := newClock()
+		a := e.store(t, Options{Now: clk.Now})
+		b := e.store(t, Options{Now: clk.Now})
+		if err := a.Claim(ctx, "state", "s1", time.Minute); err != nil {
+			t.Fatalf("first claim: %v", err)
+		}
+		if err := b.Claim(ctx, "state", "s1", time.Minute); !errors.Is(err, ErrUsed) {
+			t.Errorf("second claim on another replica: got %v, want ErrUsed", err)
+		}
+		if err := a.Claim(ctx, "other", "s1", time.Minute); err != nil {
+			t.Errorf("claim of another kind: %v, want nil", err)
+		}
+		clk.Add(2 * time.Minute)
+		if err := b.Claim(ctx, "state", "s1", time.Minute); err != nil {
+			t.Errorf("claim after the ttl: %v, want nil", err)
+		}
+
+		if err := a.PutValue(ctx, "page", "p1", []byte("sid"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.Value(ctx, "page", "p1"); err != nil || string(got) != "sid" {
+			t.Fatalf("Value before delete = %q, %v", got, err)
+		}
+		if err := b.DeleteValue(ctx, "page", "p1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Value(ctx, "page", "p1"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Value after delete: got %v, want ErrNotFound", err)
+		}
+		if err := a.DeleteValue(ctx, "page", "p1"); err != nil {
+			t.Errorf("deleting a missing value: %v, want nil", err)
+		}
+	})
+}

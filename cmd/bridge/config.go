@@ -62,6 +62,9 @@ type Config struct {
 	// by the --pprof flag: a profile is for the person at the machine, never
 	// part of a deployed config. Empty means no listener.
 	Pprof string `yaml:"-"`
+	// MetricsListen is the address of a listener of its own that serves /metrics, such as
+	// ":9090"; /metrics is never served on the public listener. Empty, the default: no metrics server.
+	MetricsListen string `yaml:"metrics_listen" validate:"omitempty,listen_addr"`
 	// PublicURL is the base of every rewritten link and redirect, without a trailing "/"; required.
 	PublicURL string `yaml:"public_url" validate:"required,abs_http_url,plain_url"`
 	// TrustedProxies are the CIDRs or IPs whose X-Forwarded-* headers are believed; none by default.
@@ -205,6 +208,9 @@ type SessionConfig struct {
 type KeysConfig struct {
 	// APIKeyParam is the query parameter of Power BI's "Web API" credential; default api_key.
 	APIKeyParam string `yaml:"api_key_param" validate:"required,param_name"`
+	// MaxPerUser is how many feed keys one user may hold; POST /api/keys beyond it answers 409.
+	// 0 turns the limit off; default 100.
+	MaxPerUser int `yaml:"max_per_user" validate:"min=0"`
 }
 
 // RateLimitConfig bounds the request rate.
@@ -234,7 +240,7 @@ func defaultConfig() *Config {
 			RefreshTTL:  Duration(2160 * time.Hour),
 			HotCacheTTL: Duration(5 * time.Second),
 		},
-		Keys:      KeysConfig{APIKeyParam: "api_key"},
+		Keys:      KeysConfig{APIKeyParam: "api_key", MaxPerUser: 100},
 		RateLimit: RateLimitConfig{PerKeyPerMinute: 600},
 	}
 }

@@ -442,7 +442,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Clients:   []ClientConfig{{ID: "powerbi", RedirectURIs: []string{"https://oauth.powerbi.com/views/oauthredirect.html"}}},
 		Session:   SessionConfig{AccessTTL: Duration(time.Hour), RefreshTTL: Duration(2160 * time.Hour), HotCacheTTL: Duration(5 * time.Second)},
-		Keys:      KeysConfig{APIKeyParam: "api_key"},
+		Keys:      KeysConfig{APIKeyParam: "api_key", MaxPerUser: 100},
 		RateLimit: RateLimitConfig{PerKeyPerMinute: 600},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
@@ -999,4 +999,41 @@ func FuzzDecodeConfig(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// TestMetricsListenAndKeyLimit: metrics_listen and keys.max_per_user, from
+// the file and the environment, with their refusals.
+func TestMetricsListenAndKeyLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		yaml    string
+		env     map[string]string
+		metrics string
+		limit   int
+		want    string // error; empty: valid
+	}{
+		{name: "defaults", yaml: cfgBase, metrics: "", limit: 100},
+		{name: "from the file", yaml: cfgBase + "metrics_listen: \"127.0.0.1:9090\"\nkeys: {max_per_user: 5}\n", metrics: "127.0.0.1:9090", limit: 5},
+		{name: "from the environment", yaml: cfgBase, env: map[string]string{"BRIDGE_METRICS_LISTEN": ":9090", "BRIDGE_KEYS_MAX_PER_USER": "7"}, metrics: ":9090", limit: 7},
+		{name: "limit off", yaml: cfgBase + "keys: {max_per_user: 0}\n", limit: 0},
+		{name: "negative limit", yaml: cfgBase + "keys: {max_per_user: -1}\n", want: "keys.max_per_user: must be 0 or more"},
+		{name: "metrics address without a port", yaml: cfgBase + "metrics_listen: \"localhost\"\n", want: `metrics_listen: must be host:port or :port, such as ":8080"`},
+		{name: "metrics on the public listener", yaml: cfgBase + "listen: \":8080\"\nmetrics_listen: \":8080\"\n", want: "metrics_listen: must differ from listen: /metrics is never served on the public listener"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := cfgLoadValidate(t, tc.yaml, tc.env)
+			if tc.want != "" {
+				if err == nil || err.Error() != tc.want {
+					t.Fatalf("error = %v, want %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MetricsListen != tc.metrics || cfg.Keys.MaxPerUser != tc.limit {
+				t.Errorf("metrics_listen = %q, keys.max_per_user = %d; want %q, %d", cfg.MetricsListen, cfg.Keys.MaxPerUser, tc.metrics, tc.limit)
+			}
+		})
+	}
 }

@@ -71,6 +71,11 @@ func (c *Config) crossFieldProblems() []Problem {
 		probs = append(probs, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
 	}
 
+	// The metrics listener is a listener of its own, never the public one.
+	if c.MetricsListen != "" && c.MetricsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		add("metrics_listen", "must differ from listen: /metrics is never served on the public listener")
+	}
+
 	// Redis.
 	if c.Redis.URL != "" && len(c.Redis.Addrs) > 0 {
 		add("redis.addrs", "must be empty when redis.url is set")

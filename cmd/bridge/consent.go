@@ -34,8 +34,9 @@ func consentOptions(cfg *Config) connector.EntraOptions {
 	}
 }
 
-// printConsentURL prints the admin-consent URL of a tenant: exactly the URL
-// that GET /admin/consent?tenant=… redirects to.
+// printConsentURL prints the admin-consent URL of a tenant: the URL that
+// GET /admin/consent?tenant=… redirects to, without the state that binds
+// Entra's answer to a browser, so the bridge shows no result page for it.
 func printConsentURL(args []string, getenv func(string) string, stdout io.Writer) error {
 	var tenant string
 	var rest []string

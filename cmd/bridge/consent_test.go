@@ -68,7 +68,12 @@ func TestConsentURLIsWhereTheRouteRedirects(t *testing.T) {
 			if rec.Code != http.StatusFound {
 				t.Fatalf("/admin/consent: status = %d, want 302", rec.Code)
 			}
-			if got, want := strings.TrimSuffix(out.String(), "\n"), rec.Header().Get("Location"); got != want {
+			// The route adds a state that binds Entra's answer to the browser.
+			loc, state, _ := strings.Cut(rec.Header().Get("Location"), "&state=")
+			if len(state) < 43 {
+				t.Errorf("/admin/consent redirects to %q, want a state", rec.Header().Get("Location"))
+			}
+			if got, want := strings.TrimSuffix(out.String(), "\n"), loc; got != want {
 				t.Errorf("consent-url %q printed\n %q\nthe route redirects to\n %q", args, got, want)
 			}
 			if !strings.HasPrefix(out.String(), "https://login.microsoftonline.com/"+tenant+"/v2.0/adminconsent?client_id=b1d2f3a4-3333-4c5d-8e9f-23456789abcd&redirect_uri=https%3A%2F%2Fbridge.example.com%2Foauth%2Fcallback&scope=") {

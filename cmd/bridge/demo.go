@@ -41,6 +41,11 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		ln.Close()
 		return err
 	}
+	// /metrics on a free loopback port of its own, never on the public listener.
+	if cfg.MetricsListen, err = freeLoopbackAddr(); err != nil {
+		ln.Close()
+		return fmt.Errorf("demo: metrics listener: %w", err)
+	}
 
 	// Sign in once through the bridge's own OAuth endpoint, as the Power BI
 	// connector would, and create a feed key, so curl works at once.
@@ -55,6 +60,17 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	err = serve(ctx, cfg, stdout, ln)
 	wg.Wait()
 	return err
+}
+
+// freeLoopbackAddr returns a loopback address with a port that was free a
+// moment ago.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // demoConfig is the bridge's config for the demo world.
@@ -88,7 +104,8 @@ func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr e
 		fmt.Fprintf(w, "  Feed %-16s %s/odata/%s/\n", s.Name+":", p, s.Name)
 	}
 	fmt.Fprintf(w, "  Sources (JSON): %s/api/sources\n", p)
-	fmt.Fprintf(w, "  Health:         %s/healthz  %s/readyz  %s/metrics\n", p, p, p)
+	fmt.Fprintf(w, "  Health:         %s/healthz  %s/readyz\n", p, p)
+	fmt.Fprintf(w, "  Metrics:        http://%s/metrics   (a listener of its own, on loopback)\n", cfg.MetricsListen)
 	if keyErr != nil {
 		fmt.Fprintf(w, "\n  (No demo feed key: %v. Create one on the sign-in page.)\n", keyErr)
 	} else {

@@ -366,10 +366,26 @@ func TestDemoCommandPrintsWhatWorks(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"value"`) {
 		t.Errorf("the printed curl command: %d %s", resp.StatusCode, body)
 	}
-	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/api/sources", "/"} {
-		u := strings.TrimSuffix(target[:strings.Index(target, "/odata/")], "/") + path
-		if got := status(t, u); got != http.StatusOK {
+	base := strings.TrimSuffix(target[:strings.Index(target, "/odata/")], "/")
+	for _, path := range []string{"/healthz", "/readyz", "/api/sources", "/"} {
+		if got := status(t, base+path); got != http.StatusOK {
 			t.Errorf("GET %s = %d, want 200", path, got)
 		}
+	}
+	if got := status(t, base+"/metrics"); got != http.StatusNotFound {
+		t.Errorf("GET /metrics on the public listener = %d, want 404", got)
+	}
+	// The printed metrics URL: a loopback listener of its own.
+	var metricsURL string
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "Metrics:" {
+			metricsURL = f[1]
+		}
+	}
+	if !strings.HasPrefix(metricsURL, "http://127.0.0.1:") || strings.HasPrefix(metricsURL, base) {
+		t.Fatalf("printed metrics URL %q, want a loopback listener other than %s", metricsURL, base)
+	}
+	if got := status(t, metricsURL); got != http.StatusOK {
+		t.Errorf("GET %s = %d, want 200", metricsURL, got)
 	}
 }

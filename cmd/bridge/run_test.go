@@ -22,11 +22,12 @@ const testKey = "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 
 // started is a bridge process run in-process by run().
 type started struct {
-	addr   string
-	pprof  string // the pprof listener's address, with --pprof
-	cancel context.CancelFunc
-	done   chan error
-	out    *strings.Builder
+	addr    string
+	pprof   string // the pprof listener's address, with --pprof
+	metrics string // the metrics listener's address, with metrics_listen
+	cancel  context.CancelFunc
+	done    chan error
+	out     *strings.Builder
 }
 
 // startBridge runs `bridge serve` with the YAML config and env, and waits
@@ -62,6 +63,8 @@ func startBridge(t *testing.T, config string, env map[string]string, flags ...st
 				switch rec.Msg {
 				case "pprof listening": // logged before "listening"
 					s.pprof = "http://" + rec.Addr
+				case "metrics listening": // logged before "listening"
+					s.metrics = "http://" + rec.Addr
 				case "listening":
 					addr <- rec.Addr
 				}
@@ -115,14 +118,39 @@ func TestServeOnPortZero(t *testing.T) {
 	if got := status(t, s.addr+"/readyz"); got != http.StatusOK {
 		t.Errorf("/readyz = %d, want 200 (memory store, no provider configured)", got)
 	}
-	resp, err := http.Get(s.addr + "/metrics")
+	if got := status(t, s.addr+"/metrics"); got != http.StatusNotFound {
+		t.Errorf("/metrics on the public listener = %d, want 404", got)
+	}
+	if s.metrics != "" {
+		t.Errorf("metrics listening at %s without metrics_listen", s.metrics)
+	}
+}
+
+// TestMetricsListener: metrics_listen serves /metrics on a listener of its
+// own; the public listener never does.
+func TestMetricsListener(t *testing.T) {
+	s := startBridge(t, "public_url: http://bridge.test\nmetrics_listen: 127.0.0.1:0\n", nil)
+	if s.metrics == "" {
+		t.Fatal("no metrics listening line")
+	}
+	status(t, s.addr+"/healthz")
+	resp, err := http.Get(s.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), "bridge_http_requests_total") {
-		t.Error("/metrics lacks bridge_http_requests_total")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `bridge_http_requests_total{method="GET",route="/healthz",status="200"}`) {
+		t.Errorf("metrics listener: status %d, body lacks the /healthz series", resp.StatusCode)
+	}
+	if !strings.Contains(string(body), "go_goroutines") {
+		t.Error("metrics listener lacks the Go collector")
+	}
+	if got := status(t, s.addr+"/metrics"); got != http.StatusNotFound {
+		t.Errorf("/metrics on the public listener = %d, want 404", got)
+	}
+	if got := status(t, s.metrics+"/healthz"); got != http.StatusNotFound {
+		t.Errorf("/healthz on the metrics listener = %d, want 404: it serves only /metrics", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,6 +37,13 @@ func serve(ctx context.Context, cfg *Config, stdout io.Writer, ln net.Listener) 
 	defer app.close()
 	if cfg.Pprof != "" {
 		stop, err := startPprof(cfg.Pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if cfg.MetricsListen != "" {
+		stop, err := startMetrics(cfg.MetricsListen, app.metrics, log)
 		if err != nil {
 			return err
 		}
@@ -98,6 +106,7 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 // app is the wired bridge.
 type app struct {
 	handler   http.Handler
+	metrics   http.Handler // Prometheus, for the metrics listener only
 	store     *tokencache.Store
 	redis     redis.UniversalClient // nil with the memory store
 	storeKind string
@@ -259,11 +268,13 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		Gatherer:       reg,
 		CookieKey:      derive(keys, "odata-bridge page cookie"),
 		Entra:          entraOptions(cfg),
+		MaxKeysPerUser: cfg.Keys.MaxPerUser,
 	})
 	if err != nil {
 		return nil, err
 	}
 	a.handler = srv
+	a.metrics = srv.MetricsHandler()
 	return a, nil
 }
 
@@ -349,4 +360,32 @@ func derive(keys []tokencache.Key, purpose string) []byte {
 	m := hmac.New(sha256.New, keys[0].Secret)
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
+}
+
+// startMetrics serves /metrics on addr, on its own mux and listener: the
+// public listener never serves it. The returned stop shuts it down.
+func startMetrics(addr string, metrics http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics listener stopped", slog.Any("error", err))
+		}
+	}()
+	log.Info("metrics listening", slog.String("addr", ln.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+		<-done
+	}, nil
 }
