@@ -52,10 +52,11 @@ type bridgeConfig struct {
 
 // bridge is one running bridge process.
 type bridge struct {
-	URL  string // public URL and listen address, http://127.0.0.1:PORT
-	cmd  *exec.Cmd
-	log  string // path of its combined output
-	done chan struct{}
+	URL     string // public URL and listen address, http://127.0.0.1:PORT
+	Metrics string // the metrics listener, http://127.0.0.1:PORT
+	cmd     *exec.Cmd
+	log     string // path of its combined output
+	done    chan struct{}
 }
 
 // newEncryptionKeys returns a fresh BRIDGE_ENCRYPTION_KEYS value of one key.
@@ -127,8 +128,10 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 		idp["auth_url"] = cfg.World.OAuth2Config("").Endpoint.AuthURL
 		idp["token_url"] = cfg.TokenURL
 	}
+	metricsPort := freePort(t)
 	doc := map[string]any{
 		"listen":           fmt.Sprintf("127.0.0.1:%d", port),
+		"metrics_listen":   fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"public_url":       public,
 		"shutdown_timeout": "2s",
 		"log":              map[string]any{"level": "info", "format": "json"},
@@ -176,7 +179,7 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 		logFile.Close()
 		t.Fatal(err)
 	}
-	b := &bridge{URL: public, cmd: cmd, log: logPath, done: make(chan struct{})}
+	b := &bridge{URL: public, Metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		logFile.Close()
@@ -273,7 +276,7 @@ var goroutinesLine = regexp.MustCompile(`(?m)^go_goroutines (\d+)`)
 // goroutines reads go_goroutines from the bridge's /metrics.
 func (b *bridge) goroutines(t testing.TB) int {
 	t.Helper()
-	resp, err := http.Get(b.URL + "/metrics")
+	resp, err := http.Get(b.Metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/odata-bridge/bridge/demo"
 )
@@ -242,4 +243,10 @@ func checkIsolated(t *testing.T, h http.Header) {
 	if got := h.Values("X-Content-Type-Options"); len(got) != 1 || got[0] != "nosniff" {
 		t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
 	}
+}
+
+// noRedirect is a client that shows redirects instead of following them.
+var noRedirect = &http.Client{
+	Timeout:       30 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }

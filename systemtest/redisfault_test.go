@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"sync"
@@ -170,8 +172,20 @@ func TestRedisKilledMidTraffic(t *testing.T) {
 	br := bridges[0]
 	authorize := br.URL + "/oauth/authorize?response_type=code&client_id=powerbi&state=s&code_challenge_method=S256&code_challenge=" +
 		strings.Repeat("A", 43) + "&redirect_uri=" + url.QueryEscape(powerBIRedirect)
-	if r, err := do(context.Background(), http.MethodGet, authorize, "", nil); err != nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
-		t.Errorf("sign-in while Redis is down: status %d, Retry-After %q, %v; want 503 with Retry-After", r.Status, r.Header.Get("Retry-After"), err)
+	// Starting a sign-in stores nothing (the pending state is sealed in a
+	// cookie); its end claims the state in the store, so a browser that
+	// keeps cookies meets the outage at /oauth/callback.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	if resp, err := browser.Get(authorize); err != nil {
+		t.Errorf("sign-in while Redis is down: %v", err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Request.URL.Path != "/oauth/callback" {
+			t.Errorf("sign-in while Redis is down: %s answered %d, Retry-After %q; want /oauth/callback to answer 503 with Retry-After",
+				resp.Request.URL.Path, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
 	}
 	if o, _ := observeRefresh(context.Background(), br.URL, sessions[0]); o.status != http.StatusServiceUnavailable || o.retry == "" || o.code != "temporarily_unavailable" {
 		t.Errorf("refresh grant while Redis is down: status %d, Retry-After %q, error %q; want 503, Retry-After, temporarily_unavailable", o.status, o.retry, o.code)
