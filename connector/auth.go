@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -27,7 +28,7 @@ type credential struct {
 func (s *Server) callerCredential(r *http.Request) (credential, error) {
 	h := r.Header.Values("Authorization")
 	if len(h) > 1 {
-		return credential{}, fmt.Errorf("%w: more than one Authorization header", errBadCredentials)
+		return credential{}, fault.Because(errBadCredentials, errors.New("more than one Authorization header"))
 	}
 	if len(h) == 1 {
 		scheme, rest, _ := strings.Cut(h[0], " ")
@@ -42,20 +43,20 @@ func (s *Server) callerCredential(r *http.Request) (credential, error) {
 		case "basic":
 			raw, err := base64.StdEncoding.DecodeString(rest)
 			if err != nil {
-				return credential{}, fmt.Errorf("%w: malformed Basic header", errBadCredentials)
+				return credential{}, fault.Because(errBadCredentials, errors.New("malformed Basic header"))
 			}
 			_, password, ok := strings.Cut(string(raw), ":")
 			if !ok || password == "" {
-				return credential{}, fmt.Errorf("%w: Basic header without a feed key", errBadCredentials)
+				return credential{}, fault.Because(errBadCredentials, errors.New("Basic header without a feed key"))
 			}
 			return credential{"key", password}, nil
 		default:
-			return credential{}, fmt.Errorf("%w: unsupported Authorization scheme", errBadCredentials)
+			return credential{}, fault.Because(errBadCredentials, errors.New("unsupported Authorization scheme"))
 		}
 	}
 	if k := r.URL.Query()[s.opts.APIKeyParam]; len(k) > 0 {
 		if len(k) != 1 || k[0] == "" {
-			return credential{}, fmt.Errorf("%w: malformed %s", errBadCredentials, s.opts.APIKeyParam)
+			return credential{}, fault.Because(errBadCredentials, fmt.Errorf("malformed %s", s.opts.APIKeyParam))
 		}
 		return credential{"key", k[0]}, nil
 	}
@@ -73,14 +74,14 @@ func (s *Server) sessionOf(ctx context.Context, cr credential) (string, error) {
 		sid, err = s.opts.Store.Authenticate(ctx, cr.value)
 	case "key":
 		if !strings.HasPrefix(cr.value, "obk_") {
-			return "", fmt.Errorf("%w: not a feed key", errBadCredentials)
+			return "", fault.Because(errBadCredentials, errors.New("not a feed key"))
 		}
 		sid, err = s.opts.Store.FeedKey(ctx, cr.value)
 	default:
 		return "", errNoCredentials
 	}
 	if errors.Is(err, tokencache.ErrNotFound) {
-		return "", fmt.Errorf("%w: unknown, expired or revoked", errBadCredentials)
+		return "", fault.Because(errBadCredentials, errors.New("unknown, expired or revoked"))
 	}
 	return sid, err
 }

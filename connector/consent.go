@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -23,9 +24,9 @@ func (s *Server) adminConsent(c *gin.Context) {
 	u := ""
 	switch {
 	case s.entra == nil:
-		err = fmt.Errorf("admin consent: %w: the bridge has no Entra client ID", errEntraOff)
+		err = fault.With(errEntraOff, "the bridge has no Entra client ID")
 	case len(c.Request.URL.Query()["tenant"]) > 1:
-		err = fmt.Errorf("admin consent: %w: name one tenant", ErrBadTenant)
+		err = fault.With(ErrBadTenant, "name one tenant")
 	default:
 		u, err = s.entra.opts.AdminConsentURL(s.public.String(), c.Query("tenant"))
 	}
@@ -136,9 +137,9 @@ func (s *Server) consentResult(c *gin.Context) {
 
 // Failures of the upstream's service refresh.
 var (
-	errNoRefresh        = errors.New("the source has no service refresh")
-	errRefreshForbidden = errors.New("the upstream refused the service refresh")
-	errRefreshFailed    = errors.New("the upstream's service refresh failed")
+	errNoRefresh        = fault.Sentinel(fault.NotFound, "NotFound", "The source has no service refresh.")
+	errRefreshForbidden = fault.Sentinel(fault.Forbidden, "UpstreamForbidden", "The upstream service refused the refresh for this account.")
+	errRefreshFailed    = fault.Sentinel(fault.BadGateway, "UpstreamError", "The upstream service could not refresh.")
 )
 
 // refreshClient calls upstream refresh endpoints; a refresh that takes
@@ -152,11 +153,11 @@ func (s *Server) refreshSource(c *gin.Context) {
 	name := c.Param("name")
 	src, ok := s.sources[name]
 	if !ok {
-		writeODataError(c.Writer, "4.0", fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		writeODataError(c.Writer, "4.0", fault.Withf(odata.ErrUnknownSource, "no source is named %q", name))
 		return
 	}
 	if src.RefreshURL == "" {
-		writeODataError(c.Writer, "4.0", fmt.Errorf("refresh: %w: %s", odata.ErrNotFound, errNoRefresh))
+		writeODataError(c.Writer, "4.0", errNoRefresh)
 		return
 	}
 	auth, err := s.refreshAuthorizer(ctx, c.Request, src)
@@ -236,7 +237,7 @@ func (s *Server) callRefresh(ctx context.Context, u string, auth Authorizer, ren
 	case resp.StatusCode == http.StatusForbidden:
 		return resp.StatusCode, fmt.Errorf("refresh: %w", errRefreshForbidden)
 	case resp.StatusCode >= 300:
-		return resp.StatusCode, fmt.Errorf("refresh: %w (status %d)", errRefreshFailed, resp.StatusCode)
+		return resp.StatusCode, fault.Because(errRefreshFailed, fmt.Errorf("the upstream answered %d", resp.StatusCode))
 	}
 	return resp.StatusCode, nil
 }

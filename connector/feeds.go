@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -26,7 +27,7 @@ func (s *Server) feed(c *gin.Context) {
 	name := c.Param("source")
 	src, ok := s.sources[name]
 	if !ok {
-		writeODataError(c.Writer, "4.0", fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		writeODataError(c.Writer, "4.0", fault.Withf(odata.ErrUnknownSource, "no source is named %q", name))
 		return
 	}
 	version := src.version()

@@ -1,9 +1,10 @@
 package odata
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/odata-bridge/bridge/fault"
 )
 
 // checkPath refuses a relay path that could leave the source's base: a dot segment
@@ -12,21 +13,21 @@ import (
 // an upstream that normalizes would otherwise climb above its base.
 func checkPath(escaped string) error {
 	if strings.HasPrefix(escaped, "/") || strings.Contains(escaped, "//") {
-		return fmt.Errorf("%w: empty path segment", ErrBadRequest)
+		return fault.With(ErrBadRequest, "empty path segment")
 	}
 	if strings.ContainsAny(escaped, "#?") {
 		// A request path never carries these unescaped; a URL parser
 		// upstream would cut the path there.
-		return fmt.Errorf("%w: unescaped '#' or '?' in path", ErrBadRequest)
+		return fault.With(ErrBadRequest, "unescaped '#' or '?' in path")
 	}
 	p := escaped
 	for range 3 {
 		if strings.ContainsAny(p, `\`) || strings.Contains(p, "://") || strings.HasPrefix(p, "/") {
-			return fmt.Errorf("%w: path leaves the source", ErrBadRequest)
+			return fault.With(ErrBadRequest, "path leaves the source")
 		}
 		for _, c := range []byte(p) {
 			if c < 0x20 || c == 0x7f {
-				return fmt.Errorf("%w: control character in path", ErrBadRequest)
+				return fault.With(ErrBadRequest, "control character in path")
 			}
 		}
 		for seg := range strings.SplitSeq(p, "/") {
@@ -35,13 +36,13 @@ func checkPath(escaped string) error {
 				seg = seg[:i]
 			}
 			if seg == "." || seg == ".." {
-				return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
+				return fault.With(ErrBadRequest, "dot segment in path")
 			}
 		}
 		u, err := url.PathUnescape(p)
 		if err != nil {
 			if p == escaped {
-				return fmt.Errorf("%w: malformed path escape", ErrBadRequest)
+				return fault.With(ErrBadRequest, "malformed path escape")
 			}
 			return nil // a literal '%' inside a key, after one decoding
 		}
@@ -50,7 +51,7 @@ func checkPath(escaped string) error {
 		}
 		p = u
 	}
-	return fmt.Errorf("%w: path encoded too many times", ErrBadRequest)
+	return fault.With(ErrBadRequest, "path encoded too many times")
 }
 
 // stripQuery removes every parameter named name from a raw query, keeping all other

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -323,11 +324,11 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
 		if last != "$batch" || !st.src.Batch {
-			rl.onError(w, r, st.current(), fmt.Errorf("%w: POST is relayed only for $batch on a source that allows it", ErrNotImplemented))
+			rl.onError(w, r, st.current(), fault.With(ErrNotImplemented, "POST is relayed only for $batch on a source that allows it"))
 			return
 		}
 	default:
-		rl.onError(w, r, st.current(), fmt.Errorf("%w: the bridge relays GET, HEAD and $batch only", ErrNotImplemented))
+		rl.onError(w, r, st.current(), fault.With(ErrNotImplemented, "the bridge relays GET, HEAD and $batch only"))
 		return
 	}
 	if err := checkPath(path); err != nil {
@@ -359,7 +360,7 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 		// GET and HEAD have no body to relay (RFC 9110 §9.3.1); $batch has one.
 		b, err := io.ReadAll(io.LimitReader(r.Body, maxReplayBody+1))
 		if err != nil {
-			rl.onError(w, r, st.current(), fmt.Errorf("%w: reading the request body", ErrBadRequest))
+			rl.onError(w, r, st.current(), fault.With(ErrBadRequest, "reading the request body"))
 			c.release()
 			return
 		}

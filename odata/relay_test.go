@@ -470,7 +470,7 @@ func TestRelayCases(t *testing.T) {
 			target:  "/odata/s/People",
 			handler: nil,
 			status:  501,
-			check:   bodyIs(`{"error":{"code":"501","message":"not implemented"}}`),
+			check:   bodyIs(`{"error":{"code":"NotImplemented","message":"POST is relayed only for $batch on a source that allows it"}}`),
 		},
 		{
 			name:    "DELETE is 501",
@@ -654,7 +654,7 @@ func TestRelayUpstreamUnreachable(t *testing.T) {
 	if res.StatusCode != http.StatusBadGateway {
 		t.Errorf("status = %d, want 502", res.StatusCode)
 	}
-	if want := `{"odata.error":{"code":"502","message":{"lang":"en-US","value":"upstream unreachable"}}}`; string(body) != want {
+	if want := `{"odata.error":{"code":"UpstreamUnreachable","message":{"lang":"en-US","value":"The upstream service could not be reached."}}}`; string(body) != want {
 		t.Errorf("body = %s, want %s", body, want)
 	}
 	if got := <-b.errs; !errors.Is(got, ErrUpstreamUnreachable) {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/odata-bridge/bridge/fault"
 )
 
 // modifyResponse applies the header policy and chooses the body pipeline: rewritten
@@ -54,7 +56,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 		// Only a misbehaving upstream or transport gets here: the relay asks for identity.
 		zr, err := gzip.NewReader(res.Body)
 		if err != nil {
-			return fmt.Errorf("%w: bad gzip body: %w", ErrUpstreamUnreachable, err)
+			return fault.Because(ErrUpstreamUnreachable, fmt.Errorf("bad gzip body: %w", err))
 		}
 		res.Body = struct {
 			io.Reader
