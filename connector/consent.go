@@ -160,9 +160,9 @@ func (s *Server) refreshSource(c *gin.Context) {
 		writeODataError(c.Writer, "4.0", errNoRefresh)
 		return
 	}
-	auth, err := s.refreshAuthorizer(ctx, c.Request, src)
+	_, auth, err := s.authorizeUpstream(ctx, c.Request, src)
 	if err != nil {
-		writeFeedError(c.Writer, "4.0", err, s.authorizationURI())
+		s.writeAuthError(c.Writer, odata.Version4, err)
 		return
 	}
 	status, err := s.callRefresh(ctx, src.RefreshURL, auth, false)
@@ -178,37 +178,8 @@ func (s *Server) refreshSource(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"source": name, "refreshed": true, "upstream_status": status})
 }
 
-// refreshAuthorizer authenticates the caller of a refresh like a feed call;
-// only credentials in headers count, never the page's cookie.
-func (s *Server) refreshAuthorizer(ctx context.Context, r *http.Request, src *Source) (Authorizer, error) {
-	if src.Auth == "basic-passthrough" {
-		h := r.Header.Get("Authorization")
-		if !strings.HasPrefix(strings.ToLower(h), "basic ") {
-			return nil, errNoCredentials
-		}
-		return basicAuthorizer{header: h}, nil
-	}
-	cr, err := s.callerCredential(r)
-	if err != nil {
-		return nil, err
-	}
-	user, auth, err := s.feedCaller(ctx, cr, src)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case auth != nil:
-		return auth, nil
-	case src.Auth == "user":
-		return &sessionAuthorizer{store: s.opts.Store, sid: user}, nil
-	case src.Auth == "client-credentials":
-		return serviceAuthorizer{src.Service}, nil
-	}
-	return nil, nil // auth none: nothing goes upstream
-}
-
 // callRefresh calls the upstream's refresh endpoint once.
-func (s *Server) callRefresh(ctx context.Context, u string, auth Authorizer, renew bool) (int, error) {
+func (s *Server) callRefresh(ctx context.Context, u string, auth odata.Authorizer, renew bool) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, fmt.Errorf("refresh: %w", err)

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -427,7 +428,7 @@ func (a *oboAuthorizer) Authorize(ctx context.Context, out *http.Request, renew 
 // auth user, exchanged on-behalf-of before anything reaches the upstream,
 // and the returned Authorizer sends the result. Otherwise auth is nil and
 // user is the caller's bridge session.
-func (s *Server) feedCaller(ctx context.Context, cr credential, src *Source) (user string, auth Authorizer, err error) {
+func (s *Server) feedCaller(ctx context.Context, cr credential, src *Source) (user string, auth odata.Authorizer, err error) {
 	if cr.kind != "bearer" || !isJWT(cr.value) || s.entra == nil || !s.entra.opts.OrgAccount {
 		user, err = s.sessionOf(ctx, cr)
 		return user, nil, err

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
+	"github.com/odata-bridge/bridge/odata"
+	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -56,28 +58,32 @@ type IdentityProvider interface {
 
 var _ IdentityProvider = (*Provider)(nil)
 
-// Authorizer sets the upstream credentials of one relayed request; renew is
-// true on the single retry after an upstream 401.
-type Authorizer interface {
-	Authorize(ctx context.Context, out *http.Request, renew bool) error
+// Feed serves the OData requests of one source: the relay's source for kind
+// odata, a REST service for kind rest.
+type Feed interface {
+	// ServeFeed answers r; path is the escaped remainder after
+	// /odata/{source}/, user an opaque per-user cache key, auth the
+	// upstream credentials (nil: none).
+	ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer)
+	// Version is the source's OData version, "" while it is unknown.
+	Version() string
 }
 
-// Feed serves the OData requests of one source: the relay for kind odata,
-// the REST service for kind rest. path is the escaped remainder after
-// /odata/{source}/, user an opaque per-user cache key.
-type Feed func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer)
+var (
+	_ Feed = (*odata.Feed)(nil)
+	_ Feed = (*rest.Service)(nil)
+)
 
 // Source is a configured source as the connector sees it.
 type Source struct {
-	Name         string
-	Title        string
-	Kind         string        // odata | rest
-	Auth         string        // user | client-credentials | basic-passthrough | none
-	ODataVersion func() string // the version learned from the upstream; nil: "4.0"
-	Serve        Feed
-	Service      oauth2.TokenSource // client-credentials: the shared service token
-	Resource     string             // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
-	RefreshURL   string             // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
+	Name       string
+	Title      string
+	Kind       string             // odata | rest
+	Auth       AuthMode           // how upstream calls are authorized
+	Feed       Feed               // required; serves the source's requests
+	Service    oauth2.TokenSource // client-credentials: the shared service token
+	Resource   string             // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
+	RefreshURL string             // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
 }
 
 // Client is an OAuth client of the bridge, such as Power BI's connector.
@@ -177,6 +183,9 @@ func New(opts Options) (*Server, error) {
 	}
 	for i := range opts.Sources {
 		src := &opts.Sources[i]
+		if src.Feed == nil {
+			return nil, fmt.Errorf("connector: source %q has no feed", src.Name)
+		}
 		s.sources[src.Name] = src
 	}
 	gin.SetMode(gin.ReleaseMode)

@@ -54,11 +54,7 @@ func WriteError(w http.ResponseWriter, version string, status int, code, message
 // defaultErrorHandler renders err with the status of its kind in the
 // source's OData error shape; an error that is not a fault is an internal
 // error, so no detail leaks.
-func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, src *Source, err error) {
-	version := ""
-	if src != nil {
-		version = src.Version
-	}
+func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, version string, err error) {
 	fe := fault.As(err)
 	if fe == nil || fe.Kind == fault.Internal {
 		fe = errInternal

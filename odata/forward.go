@@ -228,7 +228,7 @@ func (c *call) fail(err error) {
 	default:
 		err = fault.Because(ErrUpstreamUnreachable, err)
 	}
-	c.rl.onError(c.w, c.in, c.st.current(), err)
+	c.rl.onError(c.w, c.in, c.st.version(), err)
 }
 
 // authError marks an error returned by the Authorizer, which goes to the ErrorHandler unchanged.

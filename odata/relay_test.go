@@ -76,12 +76,12 @@ func newBridge(t *testing.T, src Source, opts Options, auth Authorizer) *bridge 
 	}
 	b := &bridge{errs: make(chan error, 16)}
 	if opts.ErrorHandler == nil {
-		opts.ErrorHandler = func(w http.ResponseWriter, r *http.Request, s *Source, err error) {
+		opts.ErrorHandler = func(w http.ResponseWriter, r *http.Request, version string, err error) {
 			select {
 			case b.errs <- err:
 			default:
 			}
-			defaultErrorHandler(w, r, s, err)
+			defaultErrorHandler(w, r, version, err)
 		}
 	}
 	var rl *Relay
@@ -874,14 +874,15 @@ func TestRelayLearnsVersion(t *testing.T) {
 		io.WriteString(w, `{}`)
 	})
 	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
-	if s, _ := b.rl.Source("s"); s.Version != "" {
-		t.Errorf("version before any response = %q, want empty", s.Version)
+	f, _ := b.rl.Feed("s")
+	if v := f.Version(); v != "" {
+		t.Errorf("version before any response = %q, want empty", v)
 	}
 	if _, _, err := b.do(t, "GET", "/odata/s/People", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := b.rl.Source("s"); s.Version != "3.0" {
-		t.Errorf("learned version = %q, want 3.0", s.Version)
+	if v := f.Version(); v != Version3 {
+		t.Errorf("learned version = %q, want 3.0", v)
 	}
 }
 

@@ -92,7 +92,7 @@ func (c *entitySet) propIndex(name string) (int, bool) {
 
 // list returns every upstream row of a set for one user, from the per-user
 // cache when it is on.
-func (s *Service) list(ctx context.Context, es *entitySet, user string, auth Authorizer) ([]row, error) {
+func (s *Service) list(ctx context.Context, es *entitySet, user string, auth odata.Authorizer) ([]row, error) {
 	if !s.cache.enabled(user) {
 		return s.fetchSet(ctx, es, user, auth)
 	}
@@ -122,7 +122,7 @@ func (s *Service) list(ctx context.Context, es *entitySet, user string, auth Aut
 	}
 }
 
-func (s *Service) fetchSet(ctx context.Context, es *entitySet, user string, auth Authorizer) ([]row, error) {
+func (s *Service) fetchSet(ctx context.Context, es *entitySet, user string, auth odata.Authorizer) ([]row, error) {
 	if es.parent == nil {
 		rows, err := s.fetchPath(ctx, es, es.Path, nil, auth, nil)
 		if err == nil {
@@ -179,7 +179,7 @@ func formatValue(v any) string {
 }
 
 // fetchPath reads one upstream list, page by page, appending to out.
-func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, parent row, auth Authorizer, out []row) ([]row, error) {
+func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, parent row, auth odata.Authorizer, out []row) ([]row, error) {
 	ref, err := url.Parse(path)
 	if err != nil {
 		return nil, fault.Withf(odata.ErrBadRequest, "%s: the upstream path is not a URL path", es.Name)
@@ -250,7 +250,7 @@ func withQuery(u *url.URL, pg Paging, page, offset int) *url.URL {
 }
 
 // fetchPage calls the upstream once and stream-decodes its items.
-func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, parent row, auth Authorizer, out []row) ([]row, string, error) {
+func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, parent row, auth odata.Authorizer, out []row) ([]row, string, error) {
 	resp, err := s.get(ctx, es, u, auth)
 	if err != nil {
 		return nil, "", err
@@ -275,7 +275,7 @@ func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, pare
 
 // get sends one upstream GET with the caller's credentials. On a 401 it
 // asks the Authorizer to renew once and retries once (DESIGN §7).
-func (s *Service) get(ctx context.Context, es *entitySet, u *url.URL, auth Authorizer) (*http.Response, error) {
+func (s *Service) get(ctx context.Context, es *entitySet, u *url.URL, auth odata.Authorizer) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {

@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -36,12 +35,6 @@ type Source struct {
 	CacheTTL time.Duration
 	// CacheRows bounds the rows the cache holds for all users together; zero: 4 × MaxRows.
 	CacheRows int
-}
-
-// Authorizer sets the upstream credentials on an outgoing request (the
-// connector implements it; renew is true on one retry after an upstream 401).
-type Authorizer interface {
-	Authorize(ctx context.Context, out *http.Request, renew bool) error
 }
 
 // Options are the collaborators of a Service.
@@ -134,16 +127,19 @@ func New(src Source, opts Options) (*Service, error) {
 	return s, nil
 }
 
-// Serve answers one OData request; path is the escaped remainder after
+// ServeFeed answers one OData request; path is the escaped remainder after
 // "/odata/{source}/" ("" = service document); user is an opaque per-user
-// cache key.
-func (s *Service) Serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+// cache key; auth sets the upstream credentials (nil: none).
+func (s *Service) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 	if err := s.serve(w, r, path, user, auth); err != nil {
 		s.onError(w, r, err)
 	}
 }
 
-func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) error {
+// Version is the OData version a Service speaks: always 4.0.
+func (s *Service) Version() string { return odata.Version4 }
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return fault.Withf(odata.ErrNotImplemented, "%s; the service is read-only", r.Method)
 	}
