@@ -105,11 +105,14 @@ func (s *Server) requireSession(c *gin.Context) {
 	c.Next()
 }
 
-// sessionAuthorizer sends the session's provider access token upstream.
+// sessionAuthorizer sends the session's provider access token upstream: its
+// own, or the one issued for the source's audience.
 type sessionAuthorizer struct {
-	store Store
-	sid   string
-	last  tokencache.Secret
+	store  Store
+	sid    string
+	source string               // the source's name, for errors
+	aud    *tokencache.Audience // nil: the session's own token
+	last   tokencache.Secret
 }
 
 func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, renew bool) error {
@@ -117,10 +120,18 @@ func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, re
 		tok tokencache.Secret
 		err error
 	)
-	if renew && a.last != "" {
+	switch {
+	case a.aud != nil && renew && a.last != "":
+		tok, err = a.store.RenewFor(ctx, a.sid, *a.aud, a.last)
+	case a.aud != nil:
+		tok, err = a.store.TokenFor(ctx, a.sid, *a.aud)
+	case renew && a.last != "":
 		tok, err = a.store.Renew(ctx, a.sid, a.last)
-	} else {
+	default:
 		tok, err = a.store.Token(ctx, a.sid)
+	}
+	if errors.Is(err, tokencache.ErrAudienceRefused) {
+		return fault.Withf(errSourceToken, "The identity provider refused a token for source %q. An administrator grants the bridge access to it (consent), or corrects the source's scopes or resource.", a.source)
 	}
 	if err != nil {
 		return err
@@ -129,6 +140,9 @@ func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, re
 	out.Header.Set("Authorization", "Bearer "+string(tok))
 	return nil
 }
+
+// errSourceToken means the identity provider refused a source's own token.
+var errSourceToken = fault.Sentinel(fault.Forbidden, "SourceTokenRefused", "The identity provider refused a token for this source.")
 
 // basicAuthorizer forwards the caller's Basic credentials unchanged (flow C).
 type basicAuthorizer struct{ header string }

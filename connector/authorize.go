@@ -65,7 +65,7 @@ func (s *Server) authorizeUpstream(ctx context.Context, r *http.Request, src *So
 		// An organizational account, exchanged on-behalf-of.
 		return who, auth, nil
 	case src.Auth == AuthUser:
-		return who, &sessionAuthorizer{store: s.opts.Store, sid: user}, nil
+		return who, &sessionAuthorizer{store: s.opts.Store, sid: user, source: src.Name, aud: src.Audience}, nil
 	case src.Auth == AuthClientCredentials:
 		return who, serviceAuthorizer{src.Service}, nil
 	}

@@ -33,6 +33,8 @@ type Store interface {
 	Rotate(ctx context.Context, refreshToken string) (tokencache.Tokens, error)
 	Token(ctx context.Context, sessionID string) (tokencache.Secret, error)
 	Renew(ctx context.Context, sessionID string, stale tokencache.Secret) (tokencache.Secret, error)
+	TokenFor(ctx context.Context, sessionID string, aud tokencache.Audience) (tokencache.Secret, error)
+	RenewFor(ctx context.Context, sessionID string, aud tokencache.Audience, stale tokencache.Secret) (tokencache.Secret, error)
 	Revoke(ctx context.Context, token string) error
 	EndSession(ctx context.Context, sessionID string) error
 	CreateFeedKey(ctx context.Context, sessionID, name string) (tokencache.KeyInfo, tokencache.Secret, error)
@@ -78,12 +80,13 @@ var (
 type Source struct {
 	Name       string
 	Title      string
-	Kind       string             // odata | rest
-	Auth       AuthMode           // how upstream calls are authorized
-	Feed       Feed               // required; serves the source's requests
-	Service    oauth2.TokenSource // client-credentials: the shared service token
-	Resource   string             // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
-	RefreshURL string             // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
+	Kind       string               // odata | rest
+	Auth       AuthMode             // how upstream calls are authorized
+	Feed       Feed                 // required; serves the source's requests
+	Service    oauth2.TokenSource   // client-credentials: the shared service token
+	Audience   *tokencache.Audience // user: the source's own token audience, when its scopes or resource differ from the sign-in's; nil: the session's token
+	Resource   string               // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
+	RefreshURL string               // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
 }
 
 // Client is an OAuth client of the bridge, such as Power BI's connector.

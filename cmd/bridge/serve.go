@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -247,6 +248,9 @@ func feedSources(cfg *Config, provider *connector.Provider, keys []tokencache.Ke
 			Resource:   cmp.Or(sc.Resource, cfg.IdP.Resource),
 			RefreshURL: k2RefreshURL(sc),
 		}
+		if src.Auth == connector.AuthUser {
+			src.Audience = sourceAudience(cfg, sc)
+		}
 		if src.Auth == connector.AuthClientCredentials {
 			log.Warn("source uses one service identity for every caller: all callers see the same data",
 				slog.String("source", sc.Name))
@@ -284,6 +288,29 @@ func feedSources(cfg *Config, provider *connector.Provider, keys []tokencache.Ke
 		out = append(out, src)
 	}
 	return out, nil
+}
+
+// sourceAudience is the audience of an auth: user source's own provider
+// token: set when its scopes or resource differ from the sign-in's, so that
+// its upstream receives only tokens issued for it. A preset's default
+// resource is not the source's own: it serves on-behalf-of only.
+func sourceAudience(cfg *Config, sc SourceConfig) *tokencache.Audience {
+	scopes := len(sc.Scopes) > 0 && !slices.Equal(sc.Scopes, cfg.IdP.Scopes)
+	resource := sc.Resource
+	if p, ok := odata.LookupPreset(sc.Preset); ok && sc.Kind == "odata" && resource == p.Resource {
+		resource = ""
+	}
+	if resource == cfg.IdP.Resource {
+		resource = ""
+	}
+	if !scopes && resource == "" {
+		return nil
+	}
+	aud := &tokencache.Audience{Name: sc.Name, Resource: resource}
+	if scopes {
+		aud.Scopes = sc.Scopes
+	}
+	return aud
 }
 
 // feedError renders the errors of the relay and the REST services as the
