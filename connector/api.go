@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -18,17 +19,17 @@ import (
 
 // sourceInfo is one entry of GET /api/sources (DESIGN §4).
 type sourceInfo struct {
-	Name         string `json:"name"`
-	Title        string `json:"title"`
-	Kind         string `json:"kind"`
-	ODataVersion string `json:"odata_version"`
-	URL          string `json:"url"`
+	Name         string  `json:"name"`
+	Title        string  `json:"title"`
+	Kind         string  `json:"kind"`
+	ODataVersion *string `json:"odata_version"` // null while the version is unknown
+	URL          string  `json:"url"`
 }
 
 // feedURL is the bridge URL of a source's service root.
 func (s *Server) feedURL(name string) string { return s.url("/odata/" + name + "/") }
 
-func (s *Server) sourceList() []sourceInfo {
+func (s *Server) sourceList(ctx context.Context) []sourceInfo {
 	out := make([]sourceInfo, 0, len(s.opts.Sources))
 	for i := range s.opts.Sources {
 		src := &s.opts.Sources[i]
@@ -36,14 +37,18 @@ func (s *Server) sourceList() []sourceInfo {
 		if title == "" {
 			title = src.Name
 		}
-		out = append(out, sourceInfo{Name: src.Name, Title: title, Kind: src.Kind, ODataVersion: src.version(), URL: s.feedURL(src.Name)})
+		info := sourceInfo{Name: src.Name, Title: title, Kind: src.Kind, URL: s.feedURL(src.Name)}
+		if v := s.versionOf(ctx, src); v != "" {
+			info.ODataVersion = &v
+		}
+		out = append(out, info)
 	}
 	return out
 }
 
 // listSources feeds the custom connector's navigation table.
 func (s *Server) listSources(c *gin.Context) {
-	c.JSON(http.StatusOK, s.sourceList())
+	c.JSON(http.StatusOK, s.sourceList(c.Request.Context()))
 }
 
 // keyInfo is a feed key as listed; the key itself is shown only once.

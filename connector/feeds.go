@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -30,7 +31,8 @@ func (s *Server) feed(c *gin.Context) {
 		writeODataError(c.Writer, odata.Version4, fault.Withf(odata.ErrUnknownSource, "no source is named %q", name))
 		return
 	}
-	version := src.version()
+	known := s.versionOf(r.Context(), src)
+	version := cmp.Or(known, odata.Version4)
 	// The remainder after /odata/{source}/, still escaped, so keys such as
 	// Items('a%2Fb') reach the upstream as they were sent.
 	path := strings.TrimPrefix(r.URL.EscapedPath(), "/odata/"+name)
@@ -55,6 +57,9 @@ func (s *Server) feed(c *gin.Context) {
 		return
 	}
 	src.Feed.ServeFeed(c.Writer, r, path, who.user, auth)
+	if known == "" {
+		s.rememberVersion(r.Context(), src)
+	}
 }
 
 // allow applies rate_limit.per_key_per_minute to the caller's feed key or
@@ -81,15 +86,6 @@ func (s *Server) allow(c *gin.Context, cr credential, sid, version string) bool 
 	c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 	writeODataError(c.Writer, version, errRateLimited)
 	return false
-}
-
-// version is the OData version of src's error shape: its feed's, or 4.0
-// while that is unknown.
-func (src *Source) version() string {
-	if v := src.Feed.Version(); v != "" {
-		return v
-	}
-	return odata.Version4
 }
 
 // WriteError renders err in the OData error shape of version with the

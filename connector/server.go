@@ -128,6 +128,7 @@ type Server struct {
 	gather    prometheus.Gatherer
 	cookieKey []byte
 	entra     *entra // nil: Entra ID off
+	versions  versions
 }
 
 // New builds the gin engine with every route of the bridge.
@@ -158,13 +159,14 @@ func New(opts Options) (*Server, error) {
 		gather = prometheus.DefaultGatherer
 	}
 	s := &Server{
-		opts:    opts,
-		public:  pub,
-		log:     opts.Logger,
-		now:     opts.Now,
-		clients: map[string]Client{},
-		sources: map[string]*Source{},
-		gather:  gather,
+		opts:     opts,
+		public:   pub,
+		log:      opts.Logger,
+		now:      opts.Now,
+		clients:  map[string]Client{},
+		sources:  map[string]*Source{},
+		versions: versions{checked: map[string]time.Time{}, stored: map[string]bool{}},
+		gather:   gather,
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err

@@ -289,6 +289,17 @@ func (f *Feed) ServeFeed(w http.ResponseWriter, r *http.Request, path, user stri
 // learned from its responses, else "" while it is unknown.
 func (f *Feed) Version() string { return f.st.version() }
 
+// Learn sets the source's OData version as another replica or an earlier
+// run learned it. A configured or already learned version is kept.
+func (f *Feed) Learn(version string) {
+	switch version {
+	case Version2, Version3, Version4:
+		if f.st.learned.Load() == nil {
+			f.st.learned.CompareAndSwap(nil, &version)
+		}
+	}
+}
+
 // call is the state of one relayed request.
 type call struct {
 	rl     *Relay

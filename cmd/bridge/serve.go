@@ -221,6 +221,7 @@ func feedSources(cfg *Config, provider *connector.Provider, keys []tokencache.Ke
 				PublicBase:    public + "/odata/" + sc.Name + "/",
 				Batch:         sc.Batch,
 				HeaderTimeout: time.Duration(sc.HeaderTimeout),
+				Version:       sc.ODataVersion,
 				// K2 trims $metadata per user and builds it slowly; the
 				// cache is keyed by session, so users never share one.
 				CacheMetadata: 5 * time.Minute,
