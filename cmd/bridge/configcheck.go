@@ -105,15 +105,16 @@ func (c *Config) crossFieldProblems() []Problem {
 	case c.IdP.AuthURL == "" && c.IdP.TokenURL != "":
 		add("idp.auth_url", "is required with idp.token_url")
 	}
-	needIdP := slices.ContainsFunc(c.Sources, func(s SourceConfig) bool {
-		return s.Auth == "user" || s.Auth == "client-credentials"
-	})
+	// Every auth mode but basic-passthrough needs a bridge credential, and so
+	// a sign-in: callers of an auth: none feed sign in too, though nothing
+	// goes upstream on their behalf.
+	needIdP := slices.ContainsFunc(c.Sources, func(s SourceConfig) bool { return s.Auth != "basic-passthrough" })
 	if needIdP {
 		if c.IdP.Issuer == "" && c.IdP.AuthURL == "" && c.IdP.TokenURL == "" {
-			add("idp.issuer", "is required, or idp.auth_url and idp.token_url, when a source uses auth user or client-credentials")
+			add("idp.issuer", "is required, or idp.auth_url and idp.token_url, when a source uses auth user, client-credentials or none: callers of those feeds sign in to the bridge (auth none only sends nothing upstream)")
 		}
 		if c.IdP.ClientID == "" {
-			add("idp.client_id", "is required when a source uses auth user or client-credentials")
+			add("idp.client_id", "is required when a source uses auth user, client-credentials or none")
 		}
 	}
 	if t := c.IdP.Entra.Tenant; t != "" && !connector.ValidTenant(t) {

@@ -126,6 +126,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 			a = nil
 		}
 	}()
+	if len(cfg.Sources) == 0 {
+		log.Warn("no sources are configured: the bridge signs users in but serves no feeds; add sources to the configuration")
+	}
 	public := strings.TrimSuffix(cfg.PublicURL, "/")
 	keys := make([]tokencache.Key, 0, len(cfg.EncryptionKeys))
 	for _, k := range cfg.EncryptionKeys {

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -32,5 +37,31 @@ func TestSourceAudience(t *testing.T) {
 				t.Errorf("sourceAudience (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestZeroSourcesWarn(t *testing.T) {
+	for _, tc := range []struct {
+		sources []SourceConfig
+		warn    bool
+	}{
+		{nil, true},
+		{[]SourceConfig{{Name: "ad", Kind: "odata", URL: "https://k2.example.com/odata/", Auth: "basic-passthrough", HeaderTimeout: Duration(time.Minute)}}, false},
+	} {
+		cfg := defaultConfig()
+		cfg.PublicURL = "https://bridge.example.com"
+		cfg.Sources = tc.sources
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		a, err := build(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.close()
+		if got := strings.Contains(logs.String(), "no sources are configured"); got != tc.warn {
+			t.Errorf("%d sources: warned %v, want %v; logs:\n%s", len(tc.sources), got, tc.warn, logs.String())
+		}
 	}
 }
