@@ -1,8 +1,8 @@
 package connector
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,22 +14,24 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/gin-gonic/gin/binding"
 
+	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
 // sourceInfo is one entry of GET /api/sources (DESIGN §4).
 type sourceInfo struct {
-	Name         string `json:"name"`
-	Title        string `json:"title"`
-	Kind         string `json:"kind"`
-	ODataVersion string `json:"odata_version"`
-	URL          string `json:"url"`
+	Name         string  `json:"name"`
+	Title        string  `json:"title"`
+	Kind         string  `json:"kind"`
+	ODataVersion *string `json:"odata_version"` // null while the version is unknown
+	URL          string  `json:"url"`
 }
 
 // feedURL is the bridge URL of a source's service root.
 func (s *Server) feedURL(name string) string { return s.url("/odata/" + name + "/") }
 
-func (s *Server) sourceList() []sourceInfo {
+func (s *Server) sourceList(ctx context.Context) []sourceInfo {
 	out := make([]sourceInfo, 0, len(s.opts.Sources))
 	for i := range s.opts.Sources {
 		src := &s.opts.Sources[i]
@@ -37,14 +39,18 @@ func (s *Server) sourceList() []sourceInfo {
 		if title == "" {
 			title = src.Name
 		}
-		out = append(out, sourceInfo{Name: src.Name, Title: title, Kind: src.Kind, ODataVersion: src.version(), URL: s.feedURL(src.Name)})
+		info := sourceInfo{Name: src.Name, Title: title, Kind: src.Kind, URL: s.feedURL(src.Name)}
+		if v := s.versionOf(ctx, src); v != "" {
+			info.ODataVersion = &v
+		}
+		out = append(out, info)
 	}
 	return out
 }
 
 // listSources feeds the custom connector's navigation table.
 func (s *Server) listSources(c *gin.Context) {
-	c.JSON(http.StatusOK, s.sourceList())
+	c.JSON(http.StatusOK, s.sourceList(c.Request.Context()))
 }
 
 // keyInfo is a feed key as listed; the key itself is shown only once.
@@ -129,7 +135,7 @@ func (s *Server) createKey(c *gin.Context) {
 			return
 		}
 		if len(keys) >= limit {
-			writeODataError(c.Writer, "4.0", fmt.Errorf("%w: %d keys is the most one user may hold; revoke one first", errKeyLimit, limit))
+			writeODataError(c.Writer, odata.Version4, fault.Withf(errKeyLimit, "%d keys is the most one user may hold; revoke one first.", limit))
 			return
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -28,7 +29,7 @@ type credential struct {
 func (s *Server) callerCredential(r *http.Request) (credential, error) {
 	h := r.Header.Values("Authorization")
 	if len(h) > 1 {
-		return credential{}, fmt.Errorf("%w: more than one Authorization header", errBadCredentials)
+		return credential{}, fault.Because(errBadCredentials, errors.New("more than one Authorization header"))
 	}
 	if len(h) == 1 {
 		scheme, rest, _ := strings.Cut(h[0], " ")
@@ -43,20 +44,20 @@ func (s *Server) callerCredential(r *http.Request) (credential, error) {
 		case "basic":
 			raw, err := base64.StdEncoding.DecodeString(rest)
 			if err != nil {
-				return credential{}, fmt.Errorf("%w: malformed Basic header", errBadCredentials)
+				return credential{}, fault.Because(errBadCredentials, errors.New("malformed Basic header"))
 			}
 			_, password, ok := strings.Cut(string(raw), ":")
 			if !ok || password == "" {
-				return credential{}, fmt.Errorf("%w: Basic header without a feed key", errBadCredentials)
+				return credential{}, fault.Because(errBadCredentials, errors.New("Basic header without a feed key"))
 			}
 			return credential{"key", password}, nil
 		default:
-			return credential{}, fmt.Errorf("%w: unsupported Authorization scheme", errBadCredentials)
+			return credential{}, fault.Because(errBadCredentials, errors.New("unsupported Authorization scheme"))
 		}
 	}
 	if k := r.URL.Query()[s.opts.APIKeyParam]; len(k) > 0 {
 		if len(k) != 1 || k[0] == "" {
-			return credential{}, fmt.Errorf("%w: malformed %s", errBadCredentials, s.opts.APIKeyParam)
+			return credential{}, fault.Because(errBadCredentials, fmt.Errorf("malformed %s", s.opts.APIKeyParam))
 		}
 		return credential{"key", k[0]}, nil
 	}
@@ -74,14 +75,14 @@ func (s *Server) sessionOf(ctx context.Context, cr credential) (string, error) {
 		sid, err = s.opts.Store.Authenticate(ctx, cr.value)
 	case "key":
 		if !strings.HasPrefix(cr.value, "obk_") {
-			return "", fmt.Errorf("%w: not a feed key", errBadCredentials)
+			return "", fault.Because(errBadCredentials, errors.New("not a feed key"))
 		}
 		sid, err = s.opts.Store.FeedKey(ctx, cr.value)
 	default:
 		return "", errNoCredentials
 	}
 	if errors.Is(err, tokencache.ErrNotFound) {
-		return "", fmt.Errorf("%w: unknown, expired or revoked", errBadCredentials)
+		return "", fault.Because(errBadCredentials, errors.New("unknown, expired or revoked"))
 	}
 	return sid, err
 }
@@ -105,11 +106,14 @@ func (s *Server) requireSession(c *gin.Context) {
 	c.Next()
 }
 
-// sessionAuthorizer sends the session's provider access token upstream.
+// sessionAuthorizer sends the session's provider access token upstream: its
+// own, or the one issued for the source's audience.
 type sessionAuthorizer struct {
-	store Store
-	sid   string
-	last  tokencache.Secret
+	store  Store
+	sid    string
+	source string               // the source's name, for errors
+	aud    *tokencache.Audience // nil: the session's own token
+	last   tokencache.Secret
 }
 
 func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, renew bool) error {
@@ -117,10 +121,18 @@ func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, re
 		tok tokencache.Secret
 		err error
 	)
-	if renew && a.last != "" {
+	switch {
+	case a.aud != nil && renew && a.last != "":
+		tok, err = a.store.RenewFor(ctx, a.sid, *a.aud, a.last)
+	case a.aud != nil:
+		tok, err = a.store.TokenFor(ctx, a.sid, *a.aud)
+	case renew && a.last != "":
 		tok, err = a.store.Renew(ctx, a.sid, a.last)
-	} else {
+	default:
 		tok, err = a.store.Token(ctx, a.sid)
+	}
+	if errors.Is(err, tokencache.ErrAudienceRefused) {
+		return fault.Withf(errSourceToken, "The identity provider refused a token for source %q. An administrator grants the bridge access to it (consent), or corrects the source's scopes or resource.", a.source)
 	}
 	if err != nil {
 		return err
@@ -129,6 +141,9 @@ func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, re
 	out.Header.Set("Authorization", "Bearer "+string(tok))
 	return nil
 }
+
+// errSourceToken means the identity provider refused a source's own token.
+var errSourceToken = fault.Sentinel(fault.Forbidden, "SourceTokenRefused", "The identity provider refused a token for this source.")
 
 // basicAuthorizer forwards the caller's Basic credentials unchanged (flow C).
 type basicAuthorizer struct{ header string }

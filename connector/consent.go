@@ -13,6 +13,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -23,9 +24,9 @@ func (s *Server) adminConsent(c *gin.Context) {
 	u := ""
 	switch {
 	case s.entra == nil:
-		err = fmt.Errorf("admin consent: %w: the bridge has no Entra client ID", errEntraOff)
+		err = fault.With(errEntraOff, "the bridge has no Entra client ID")
 	case len(c.Request.URL.Query()["tenant"]) > 1:
-		err = fmt.Errorf("admin consent: %w: name one tenant", ErrBadTenant)
+		err = fault.With(ErrBadTenant, "name one tenant")
 	default:
 		u, err = s.entra.opts.AdminConsentURL(s.public.String(), c.Query("tenant"))
 	}
@@ -140,9 +141,9 @@ func (s *Server) consentResult(c *gin.Context) {
 
 // Failures of the upstream's service refresh.
 var (
-	errNoRefresh        = errors.New("the source has no service refresh")
-	errRefreshForbidden = errors.New("the upstream refused the service refresh")
-	errRefreshFailed    = errors.New("the upstream's service refresh failed")
+	errNoRefresh        = fault.Sentinel(fault.NotFound, "NotFound", "The source has no service refresh.")
+	errRefreshForbidden = fault.Sentinel(fault.Forbidden, "UpstreamForbidden", "The upstream service refused the refresh for this account.")
+	errRefreshFailed    = fault.Sentinel(fault.BadGateway, "UpstreamError", "The upstream service could not refresh.")
 )
 
 // refreshClient calls upstream refresh endpoints; a refresh that takes
@@ -156,16 +157,16 @@ func (s *Server) refreshSource(c *gin.Context) {
 	name := c.Param("name")
 	src, ok := s.sources[name]
 	if !ok {
-		writeODataError(c.Writer, odata.Version4, fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		writeODataError(c.Writer, odata.Version4, fault.Withf(odata.ErrUnknownSource, "no source is named %q", name))
 		return
 	}
 	if src.RefreshURL == "" {
-		writeODataError(c.Writer, odata.Version4, fmt.Errorf("refresh: %w: %s", odata.ErrNotFound, errNoRefresh))
+		writeODataError(c.Writer, odata.Version4, errNoRefresh)
 		return
 	}
-	auth, err := s.refreshAuthorizer(ctx, c.Request, src)
+	_, auth, err := s.authorizeUpstream(ctx, c.Request, src)
 	if err != nil {
-		writeFeedError(c.Writer, odata.Version4, err, s.authorizationURI())
+		s.writeAuthError(c.Writer, odata.Version4, err)
 		return
 	}
 	status, err := s.callRefresh(ctx, src.RefreshURL, auth, false)
@@ -181,37 +182,8 @@ func (s *Server) refreshSource(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"source": name, "refreshed": true, "upstream_status": status})
 }
 
-// refreshAuthorizer authenticates the caller of a refresh like a feed call;
-// only credentials in headers count, never the page's cookie.
-func (s *Server) refreshAuthorizer(ctx context.Context, r *http.Request, src *Source) (Authorizer, error) {
-	if src.Auth == "basic-passthrough" {
-		h := r.Header.Get("Authorization")
-		if !strings.HasPrefix(strings.ToLower(h), "basic ") {
-			return nil, errNoCredentials
-		}
-		return basicAuthorizer{header: h}, nil
-	}
-	cr, err := s.callerCredential(r)
-	if err != nil {
-		return nil, err
-	}
-	user, auth, err := s.feedCaller(ctx, cr, src)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case auth != nil:
-		return auth, nil
-	case src.Auth == "user":
-		return &sessionAuthorizer{store: s.opts.Store, sid: user}, nil
-	case src.Auth == "client-credentials":
-		return serviceAuthorizer{src.Service}, nil
-	}
-	return nil, nil // auth none: nothing goes upstream
-}
-
 // callRefresh calls the upstream's refresh endpoint once.
-func (s *Server) callRefresh(ctx context.Context, u string, auth Authorizer, renew bool) (int, error) {
+func (s *Server) callRefresh(ctx context.Context, u string, auth odata.Authorizer, renew bool) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, fmt.Errorf("refresh: %w", err)
@@ -240,7 +212,7 @@ func (s *Server) callRefresh(ctx context.Context, u string, auth Authorizer, ren
 	case resp.StatusCode == http.StatusForbidden:
 		return resp.StatusCode, fmt.Errorf("refresh: %w", errRefreshForbidden)
 	case resp.StatusCode >= 300:
-		return resp.StatusCode, fmt.Errorf("refresh: %w (status %d)", errRefreshFailed, resp.StatusCode)
+		return resp.StatusCode, fault.Because(errRefreshFailed, fmt.Errorf("the upstream answered %d", resp.StatusCode))
 	}
 	return resp.StatusCode, nil
 }

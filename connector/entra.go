@@ -21,6 +21,8 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -41,12 +43,12 @@ type EntraOptions struct {
 const DefaultAuthority = "https://login.microsoftonline.com"
 
 // ErrBadTenant means a tenant is neither a tenant ID (GUID) nor a domain name.
-var ErrBadTenant = errors.New("bad tenant")
+var ErrBadTenant = fault.Sentinel(fault.BadRequest, "BadRequest", "Bad tenant.")
 
 // Failures of admin consent and of the on-behalf-of exchange.
 var (
-	errEntraOff        = errors.New("Entra ID is not configured")
-	errConsentRequired = errors.New("consent required")
+	errEntraOff        = fault.Sentinel(fault.NotFound, "NotFound", "Entra ID is not configured.")
+	errConsentRequired = fault.Sentinel(fault.Forbidden, "ConsentRequired", "Consent required.")
 	errOBORefused      = errors.New("the identity provider refused the on-behalf-of exchange")
 )
 
@@ -102,19 +104,19 @@ func (o EntraOptions) AuthorizationURI() string {
 // consent-url` prints exactly what GET /admin/consent redirects to.
 func (o EntraOptions) AdminConsentURL(publicURL, tenant string) (string, error) {
 	if o.ClientID == "" {
-		return "", fmt.Errorf("admin consent: %w: set idp.client_id", errEntraOff)
+		return "", fault.With(errEntraOff, "set idp.client_id")
 	}
 	if tenant == "" {
 		tenant = o.Tenant
 	}
 	if tenant == "" {
-		return "", fmt.Errorf("admin consent: %w: name the tenant (tenant ID or domain name)", ErrBadTenant)
+		return "", fault.With(ErrBadTenant, "name the tenant (tenant ID or domain name)")
 	}
 	if !ValidTenant(tenant) {
-		return "", fmt.Errorf("admin consent: %w: the tenant must be a tenant ID (GUID) or a domain name", ErrBadTenant)
+		return "", fault.With(ErrBadTenant, "the tenant must be a tenant ID (GUID) or a domain name")
 	}
 	if o.Tenant != "" && !strings.EqualFold(tenant, o.Tenant) {
-		return "", fmt.Errorf("admin consent: %w: this bridge accepts only its configured tenant", ErrBadTenant)
+		return "", fault.With(ErrBadTenant, "this bridge accepts only its configured tenant")
 	}
 	scope := o.ConsentScope
 	if scope == "" {
@@ -261,16 +263,16 @@ func (e *entra) verify(ctx context.Context, raw string) (entraClaims, error) {
 	if err != nil {
 		var expired *oidc.TokenExpiredError
 		if errors.As(err, &expired) {
-			return entraClaims{}, fmt.Errorf("%w: the Entra token has expired", errBadCredentials)
+			return entraClaims{}, fault.Because(errBadCredentials, errors.New("the Entra token has expired"))
 		}
-		return entraClaims{}, fmt.Errorf("%w: the Entra token did not verify", errBadCredentials)
+		return entraClaims{}, fault.Because(errBadCredentials, errors.New("the Entra token did not verify"))
 	}
 	var c entraClaims
 	if err := tok.Claims(&c); err != nil || !guidPattern.MatchString(c.TenantID) || c.ObjectID == "" {
-		return entraClaims{}, fmt.Errorf("%w: the Entra token lacks tid or oid", errBadCredentials)
+		return entraClaims{}, fault.Because(errBadCredentials, errors.New("the Entra token lacks tid or oid"))
 	}
 	if guidPattern.MatchString(e.opts.Tenant) && !strings.EqualFold(c.TenantID, e.opts.Tenant) {
-		return entraClaims{}, fmt.Errorf("%w: the Entra token is from another tenant", errBadCredentials)
+		return entraClaims{}, fault.Because(errBadCredentials, errors.New("the Entra token is from another tenant"))
 	}
 	ok := false
 	for _, tpl := range issuers {
@@ -281,7 +283,7 @@ func (e *entra) verify(ctx context.Context, raw string) (entraClaims, error) {
 		}
 	}
 	if !ok {
-		return entraClaims{}, fmt.Errorf("%w: the Entra token's issuer is not its tenant's", errBadCredentials)
+		return entraClaims{}, fault.Because(errBadCredentials, errors.New("the Entra token's issuer is not its tenant's"))
 	}
 	return c, nil
 }
@@ -390,9 +392,9 @@ func (e *entra) oboError(err error, c entraClaims) error {
 		if uerr != nil {
 			u = e.publicURL + "/admin/consent?tenant=" + url.QueryEscape(c.TenantID)
 		}
-		return fmt.Errorf("on-behalf-of: %w: The tenant has not consented to the bridge for this source; a tenant administrator grants it at %s", errConsentRequired, u)
+		return fault.Withf(errConsentRequired, "The tenant has not consented to the bridge for this source; a tenant administrator grants it at %s", u)
 	case re.ErrorCode == "invalid_grant":
-		return fmt.Errorf("on-behalf-of: %w: Entra refused the token", errBadCredentials)
+		return fault.Because(errBadCredentials, errors.New("on-behalf-of: Entra refused the token"))
 	}
 	e.log.Error("on-behalf-of refused; check the bridge's Entra client ID, secret and API permissions",
 		slog.String("error_code", re.ErrorCode), slog.Int("status", re.Response.StatusCode))
@@ -426,7 +428,7 @@ func (a *oboAuthorizer) Authorize(ctx context.Context, out *http.Request, renew 
 // auth user, exchanged on-behalf-of before anything reaches the upstream,
 // and the returned Authorizer sends the result. Otherwise auth is nil and
 // user is the caller's bridge session.
-func (s *Server) feedCaller(ctx context.Context, cr credential, src *Source) (user string, auth Authorizer, err error) {
+func (s *Server) feedCaller(ctx context.Context, cr credential, src *Source) (user string, auth odata.Authorizer, err error) {
 	if cr.kind != "bearer" || !isJWT(cr.value) || s.entra == nil || !s.entra.opts.OrgAccount {
 		user, err = s.sessionOf(ctx, cr)
 		return user, nil, err

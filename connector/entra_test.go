@@ -36,7 +36,7 @@ func (u *upstreamLog) seen() []string {
 
 // feed is a test Feed: it counts its calls, has the Authorizer set the
 // upstream credentials, and echoes them.
-func (u *upstreamLog) feed(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+func (u *upstreamLog) feed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 	u.calls.Add(1)
 	out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://upstream.invalid/"+path, nil)
 	if auth != nil {
@@ -60,11 +60,11 @@ type entraBridge struct {
 	store    *tokencache.Store
 	upstream *upstreamLog
 	opts     EntraOptions
-	serve    Feed // the source's feed; zero: upstream.feed
+	serve    feedFunc // the source's feed; zero: upstream.feed
 }
 
 // setServe replaces the source's feed; call it before the first request.
-func (b *entraBridge) setServe(f Feed) { b.serve = f }
+func (b *entraBridge) setServe(f feedFunc) { b.serve = f }
 
 func newEntraBridge(t testing.TB, tweak func(o *EntraOptions, src *Source)) *entraBridge {
 	t.Helper()
@@ -85,13 +85,13 @@ func newEntraBridge(t testing.TB, tweak func(o *EntraOptions, src *Source)) *ent
 	}
 	b := &entraBridge{idp: idp, store: store, upstream: up}
 	src := Source{Name: "k2", Kind: "odata", Auth: "user", Resource: "https://api.k2.com",
-		Serve: func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+		Feed: feedFunc(func(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 			if b.serve != nil {
 				b.serve(w, r, path, user, auth)
 				return
 			}
 			up.feed(w, r, path, user, auth)
-		}}
+		})}
 	if tweak != nil {
 		tweak(&opts, &src)
 	}
@@ -460,11 +460,11 @@ func TestOrgAccountThroughRelay(t *testing.T) {
 
 	b := newEntraBridge(t, nil)
 	relay, err := odata.NewRelay([]odata.Source{{Name: "k2", URL: up.URL + "/api/odatav4/v4/", PublicBase: b.url + "/odata/k2/"}},
-		odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ *odata.Source, err error) { WriteError(w, "4.0", err) }})
+		odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ string, err error) { WriteError(w, "4.0", err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.setServe(func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+	b.setServe(func(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 		relay.Serve(w, r, "k2", path, user, auth)
 	})
 

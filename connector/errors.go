@@ -3,99 +3,82 @@ package connector
 import (
 	"errors"
 	"net/http"
-	"strings"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
-// This file is the one place where errors become HTTP status codes.
+// This file decides what a client sees of every error: its fault (kind,
+// code and message), read from the error's fields, never from its text.
+// fault.Kind.Status is the one table from kinds to HTTP statuses.
 
 // retryAfterSeconds is what a caller is told to wait after a 503.
 const retryAfterSeconds = "10"
 
 // Authentication failures of the /odata and /api routes.
 var (
-	errNoCredentials  = errors.New("authentication required")
-	errBadCredentials = errors.New("the credentials are invalid, expired or revoked")
-	errRateLimited    = errors.New("rate limit exceeded")
-	errCSRF           = errors.New("missing or wrong CSRF token")
+	errNoCredentials  = fault.Sentinel(fault.Unauthorized, "Unauthorized", "Sign in: use a bridge token (Bearer) or a feed key (Basic).")
+	errBadCredentials = fault.Sentinel(fault.Unauthorized, "InvalidToken", "The credentials are invalid, expired or revoked. Sign in again.")
+	errSessionEnded   = fault.Sentinel(fault.Unauthorized, "SessionEnded", "The identity provider ended the session. Sign in again.")
+	errRateLimited    = fault.Sentinel(fault.TooManyRequests, "TooManyRequests", "Too many requests. Retry after the time in Retry-After.")
+	errCSRF           = fault.Sentinel(fault.Forbidden, "Forbidden", "The request did not come from the sign-in page (CSRF token missing or wrong).")
+	errProviderDown   = fault.Sentinel(fault.Unavailable, "ProviderUnavailable", "The identity provider is unavailable. Retry later.")
+	errStoreDown      = fault.Sentinel(fault.Unavailable, "StoreUnavailable", "The token store is unavailable. Retry later.")
+	errInternal       = fault.Sentinel(fault.Internal, "InternalError", "Internal error.")
+	errNoSuchFeedKey  = fault.Sentinel(fault.NotFound, "NotFound", "No feed key of yours has this ID.")
+	errKeyLimit       = fault.Sentinel(fault.Conflict, "Conflict", "The feed-key limit is reached.")
 )
 
-// Refusals of the feed-key API.
-var (
-	errNoSuchFeedKey = errors.New("no feed key of yours has this ID")
-	errKeyLimit      = errors.New("the feed-key limit is reached")
-)
+// foreign gives the sentinels of the packages that do not speak fault (the
+// token cache, the identity provider) what a client sees of them. The
+// first match wins.
+var foreign = []struct {
+	err error
+	is  *fault.Error
+}{
+	{tokencache.ErrNotFound, errBadCredentials},
+	{tokencache.ErrReused, errBadCredentials},
+	{tokencache.ErrSessionEnded, errSessionEnded},
+	{tokencache.ErrProviderUnavailable, errProviderDown},
+	{ErrProviderDown, errProviderDown},
+	{tokencache.ErrUnavailable, errStoreDown},
+}
 
 // failure is how an error is shown to a client.
 type failure struct {
 	status  int
-	code    string // OData error code
+	code    string // the OData error code
 	message string // safe for the client
 	retry   bool   // send Retry-After
 	bearer  bool   // send a Bearer invalid_token challenge
 }
 
-// classify maps every error the bridge can produce to what the client sees.
-// Internal detail never reaches the client: 5xx messages are fixed strings.
+// classify finds what the client may see of err: its outermost fault, or
+// the fault of a foreign sentinel it wraps. Anything else is an internal
+// error whose detail never reaches the client.
 func classify(err error) failure {
-	switch {
-	case errors.Is(err, errNoSuchFeedKey):
-		return failure{status: http.StatusNotFound, code: "NotFound", message: "No feed key of yours has this ID."}
-	case errors.Is(err, errKeyLimit):
-		return failure{status: http.StatusConflict, code: "Conflict", message: clientMessage(err)}
-	case errors.Is(err, errNoCredentials):
-		return failure{status: http.StatusUnauthorized, code: "Unauthorized", message: "Sign in: use a bridge token (Bearer) or a feed key (Basic)."}
-	case errors.Is(err, errBadCredentials), errors.Is(err, tokencache.ErrNotFound), errors.Is(err, tokencache.ErrReused):
-		return failure{status: http.StatusUnauthorized, code: "InvalidToken", message: "The credentials are invalid, expired or revoked. Sign in again.", bearer: true}
-	case errors.Is(err, tokencache.ErrSessionEnded):
-		return failure{status: http.StatusUnauthorized, code: "SessionEnded", message: "The identity provider ended the session. Sign in again.", bearer: true}
-	case errors.Is(err, errCSRF):
-		return failure{status: http.StatusForbidden, code: "Forbidden", message: "The request did not come from the sign-in page (CSRF token missing or wrong)."}
-	case errors.Is(err, errConsentRequired):
-		return failure{status: http.StatusForbidden, code: "ConsentRequired", message: clientMessage(err)}
-	case errors.Is(err, ErrBadTenant):
-		return failure{status: http.StatusBadRequest, code: "BadRequest", message: clientMessage(err)}
-	case errors.Is(err, errEntraOff), errors.Is(err, errNoRefresh):
-		return failure{status: http.StatusNotFound, code: "NotFound", message: clientMessage(err)}
-	case errors.Is(err, errRefreshForbidden):
-		return failure{status: http.StatusForbidden, code: "UpstreamForbidden", message: "The upstream service refused the refresh for this account."}
-	case errors.Is(err, errRefreshFailed):
-		return failure{status: http.StatusBadGateway, code: "UpstreamError", message: "The upstream service could not refresh."}
-	case errors.Is(err, errRateLimited):
-		return failure{status: http.StatusTooManyRequests, code: "TooManyRequests", message: "Too many requests. Retry after the time in Retry-After."}
-	case errors.Is(err, tokencache.ErrProviderUnavailable), errors.Is(err, ErrProviderDown):
-		return failure{status: http.StatusServiceUnavailable, code: "ProviderUnavailable", message: "The identity provider is unavailable. Retry later.", retry: true}
-	case errors.Is(err, tokencache.ErrUnavailable):
-		return failure{status: http.StatusServiceUnavailable, code: "StoreUnavailable", message: "The token store is unavailable. Retry later.", retry: true}
-	case errors.Is(err, odata.ErrUnknownSource):
-		return failure{status: http.StatusNotFound, code: "UnknownSource", message: clientMessage(err)}
-	case errors.Is(err, odata.ErrNotFound):
-		return failure{status: http.StatusNotFound, code: "NotFound", message: clientMessage(err)}
-	case errors.Is(err, odata.ErrBadRequest):
-		return failure{status: http.StatusBadRequest, code: "BadRequest", message: clientMessage(err)}
-	case errors.Is(err, odata.ErrNotImplemented):
-		return failure{status: http.StatusNotImplemented, code: "NotImplemented", message: clientMessage(err)}
-	case errors.Is(err, odata.ErrUpstreamUnauthorized):
-		return failure{status: http.StatusUnauthorized, code: "UpstreamUnauthorized", message: "The upstream service refused the credentials.", bearer: true}
-	case errors.Is(err, odata.ErrUpstreamTimeout):
-		return failure{status: http.StatusGatewayTimeout, code: "UpstreamTimeout", message: "The upstream service did not answer in time."}
-	case errors.Is(err, odata.ErrUpstreamUnreachable):
-		return failure{status: http.StatusBadGateway, code: "UpstreamUnreachable", message: "The upstream service could not be reached."}
+	fe := fault.As(err)
+	if fe == nil {
+		fe = errInternal
+		for _, f := range foreign {
+			if errors.Is(err, f.err) {
+				fe = f.is
+				break
+			}
+		}
 	}
-	return failure{status: http.StatusInternalServerError, code: "InternalError", message: "Internal error."}
-}
-
-// clientMessage is the message of a 4xx error: the wrapped text after the
-// sentinel, which callers write for the client by construction.
-func clientMessage(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
-		// "relay: bad request: path escapes the source" → keep the last, client-facing part.
-		return msg[i+2:]
+	if fe.Kind == fault.Internal {
+		fe = errInternal
 	}
-	return msg
+	return failure{
+		status:  fe.Kind.Status(),
+		code:    fe.Code,
+		message: fe.Message,
+		retry:   fe.Kind.Retry(),
+		// A missing credential is asked for; a refused one is named invalid.
+		bearer: fe.Kind == fault.Unauthorized && !errors.Is(err, errNoCredentials),
+	}
 }
 
 // challenge is the WWW-Authenticate value of a 401 on /odata: Basic for the
@@ -136,35 +119,35 @@ func writeFeedError(w http.ResponseWriter, version string, err error, authorizat
 	odata.WriteError(w, version, f.status, f.code, f.message)
 }
 
-// oauthError is an RFC 6749 §5.2 error of the token endpoint.
-type oauthError struct {
-	status      int
-	code        string
-	description string
+// The RFC 6749 §5.2 errors of the token endpoint; their Code is the OAuth
+// error code and their Message the error_description.
+func invalidRequest(desc string) *fault.Error {
+	return &fault.Error{Kind: fault.BadRequest, Code: "invalid_request", Message: desc}
 }
 
-func (e *oauthError) Error() string { return e.code + ": " + e.description }
-
-func invalidRequest(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_request", desc}
+func invalidGrant(desc string) *fault.Error {
+	return &fault.Error{Kind: fault.BadRequest, Code: "invalid_grant", Message: desc}
 }
 
-func invalidGrant(desc string) *oauthError {
-	return &oauthError{http.StatusBadRequest, "invalid_grant", desc}
+func invalidClient(desc string) *fault.Error {
+	return &fault.Error{Kind: fault.Unauthorized, Code: "invalid_client", Message: desc}
 }
 
-func invalidClient(desc string) *oauthError {
-	return &oauthError{http.StatusUnauthorized, "invalid_client", desc}
+func unsupportedGrantType(desc string) *fault.Error {
+	return &fault.Error{Kind: fault.BadRequest, Code: "unsupported_grant_type", Message: desc}
 }
+
+// oauthCodes are the RFC 6749 §5.2 codes the token endpoint sends.
+var oauthCodes = map[string]bool{"invalid_request": true, "invalid_grant": true, "invalid_client": true, "unsupported_grant_type": true}
 
 // tokenError maps a failure of the token endpoint to its RFC 6749 §5.2 form.
 // A store or provider outage is a 503 with Retry-After, so the connector
 // retries instead of asking the user to sign in again.
 func tokenError(err error) (status int, code, desc string, retry bool) {
-	var oe *oauthError
+	if fe := fault.As(err); fe != nil && oauthCodes[fe.Code] {
+		return fe.Kind.Status(), fe.Code, fe.Message, false
+	}
 	switch {
-	case errors.As(err, &oe):
-		return oe.status, oe.code, oe.description, false
 	case errors.Is(err, tokencache.ErrNotFound), errors.Is(err, tokencache.ErrUsed):
 		return http.StatusBadRequest, "invalid_grant", "the grant is invalid, expired or already used", false
 	case errors.Is(err, tokencache.ErrReused):

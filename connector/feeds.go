@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,22 +16,24 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
-// feed authenticates a relay call by the source's auth mode and hands it to
-// the source's Feed.
+// feed authorizes a relay call by the one decision, authorize, and hands it
+// to the source's Feed.
 func (s *Server) feed(c *gin.Context) {
 	odata.Isolate(c.Writer.Header()) // every answer under /odata, the redirect below too
 	r := c.Request
 	name := c.Param("source")
 	src, ok := s.sources[name]
 	if !ok {
-		writeODataError(c.Writer, odata.Version4, fmt.Errorf("%w: no source is named %q", odata.ErrUnknownSource, name))
+		writeODataError(c.Writer, odata.Version4, fault.Withf(odata.ErrUnknownSource, "no source is named %q", name))
 		return
 	}
-	version := src.version()
+	known := s.versionOf(r.Context(), src)
+	version := cmp.Or(known, odata.Version4)
 	// The remainder after /odata/{source}/, still escaped, so keys such as
 	// Items('a%2Fb') reach the upstream as they were sent.
 	path := strings.TrimPrefix(r.URL.EscapedPath(), "/odata/"+name)
@@ -46,43 +49,18 @@ func (s *Server) feed(c *gin.Context) {
 	}
 	path = strings.TrimPrefix(path, "/")
 
-	var (
-		auth Authorizer
-		user string
-	)
-	switch src.Auth {
-	case "basic-passthrough":
-		h := r.Header.Get("Authorization")
-		if !strings.HasPrefix(strings.ToLower(h), "basic ") {
-			c.Header("WWW-Authenticate", `Basic realm="OData Bridge", charset="UTF-8"`)
-			odata.WriteError(c.Writer, version, http.StatusUnauthorized, "Unauthorized", "Send the upstream account's user name and password (Basic).")
-			return
-		}
-		auth = basicAuthorizer{header: h}
-	default:
-		cr, err := s.callerCredential(r)
-		if err == nil {
-			user, auth, err = s.feedCaller(r.Context(), cr, src)
-		}
-		if err != nil {
-			writeFeedError(c.Writer, version, err, s.authorizationURI())
-			return
-		}
-		switch {
-		case auth != nil:
-			// An organizational account, exchanged on-behalf-of.
-		case src.Auth == "user":
-			auth = &sessionAuthorizer{store: s.opts.Store, sid: user}
-		case src.Auth == "client-credentials":
-			auth = serviceAuthorizer{src.Service}
-		}
-		// auth: none leaves auth nil: nothing goes upstream, and an
-		// upstream 401 is not retried.
-		if !s.allow(c, cr, user, version) {
-			return
-		}
+	who, auth, err := s.authorizeUpstream(r.Context(), r, src)
+	if err != nil {
+		s.writeAuthError(c.Writer, version, err)
+		return
 	}
-	src.Serve(c.Writer, r, path, user, auth)
+	if who.user != "" && !s.allow(c, who.cred, who.user, version) {
+		return
+	}
+	src.Feed.ServeFeed(c.Writer, r, path, who.user, auth)
+	if known == "" {
+		s.rememberVersion(r.Context(), src)
+	}
 }
 
 // allow applies rate_limit.per_key_per_minute to the caller's feed key or
@@ -109,15 +87,6 @@ func (s *Server) allow(c *gin.Context, cr credential, sid, version string) bool 
 	c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 	writeODataError(c.Writer, version, errRateLimited)
 	return false
-}
-
-func (src *Source) version() string {
-	if src.ODataVersion != nil {
-		if v := src.ODataVersion(); v != "" {
-			return v
-		}
-	}
-	return odata.Version4
 }
 
 // WriteError renders err in the OData error shape of version with the

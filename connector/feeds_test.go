@@ -14,10 +14,10 @@ import (
 
 func modeSources(p *Provider) []Source {
 	return []Source{
-		{Name: "test", Kind: "odata", Auth: "user", Serve: echoFeed},
-		{Name: "ad", Kind: "odata", Auth: "basic-passthrough", Serve: echoFeed},
-		{Name: "service", Kind: "odata", Auth: "client-credentials", Serve: echoFeed, Service: p.ServiceTokens(nil, "")},
-		{Name: "public", Kind: "odata", Auth: "none", Serve: echoFeed},
+		{Name: "test", Kind: "odata", Auth: "user", Feed: feedFunc(echoFeed)},
+		{Name: "ad", Kind: "odata", Auth: "basic-passthrough", Feed: feedFunc(echoFeed)},
+		{Name: "service", Kind: "odata", Auth: "client-credentials", Feed: feedFunc(echoFeed), Service: p.ServiceTokens(nil, "")},
+		{Name: "public", Kind: "odata", Auth: "none", Feed: feedFunc(echoFeed)},
 	}
 }
 

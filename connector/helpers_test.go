@@ -209,7 +209,7 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	sources := []Source{{Name: "test", Kind: "odata", Auth: "user", Serve: echoFeed}}
+	sources := []Source{{Name: "test", Kind: "odata", Auth: "user", Feed: feedFunc(echoFeed)}}
 	if sourcesFor != nil {
 		sources = sourcesFor(prov)
 	}
@@ -236,7 +236,7 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func
 }
 
 // echoFeed answers with what the relay would send upstream as credentials.
-func echoFeed(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+func echoFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 	out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://upstream.invalid/"+path, nil)
 	if auth != nil {
 		if err := auth.Authorize(r.Context(), out, false); err != nil {
@@ -357,3 +357,12 @@ func (b *bridge) get(t *testing.T, path string, header http.Header) (*http.Respo
 }
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+// feedFunc is a Feed made of a function, whose OData version is unknown.
+type feedFunc func(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer)
+
+func (f feedFunc) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
+	f(w, r, path, user, auth)
+}
+
+func (feedFunc) Version() string { return "" }

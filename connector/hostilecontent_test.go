@@ -71,9 +71,8 @@ func TestUpstreamScriptCannotActOnTheBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newBridge(t, func(*Provider) []Source {
-		return []Source{{Name: "hostile", Kind: "odata", Auth: "none", Serve: func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
-			rl.Serve(w, r, "hostile", path, user, auth)
-		}}}
+		feed, _ := rl.Feed("hostile")
+		return []Source{{Name: "hostile", Kind: "odata", Auth: AuthNone, Feed: feed}}
 	})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],

@@ -448,7 +448,7 @@ func (s *Server) token(c *gin.Context) {
 	case "":
 		err = invalidRequest("grant_type is required")
 	default:
-		err = &oauthError{http.StatusBadRequest, "unsupported_grant_type", "supported: authorization_code, refresh_token"}
+		err = unsupportedGrantType("supported: authorization_code, refresh_token")
 	}
 	if err != nil {
 		s.log.InfoContext(ctx, "token request refused", slog.String("grant_type", f.Get("grant_type")), slog.Any("error", err))

@@ -73,7 +73,7 @@ func (s *Server) index(c *gin.Context) {
 		sess, err := s.opts.Store.Session(ctx, pc.SessionID)
 		if err == nil {
 			data.SignedIn, data.Name, data.Email, data.CSRF = true, sess.Name, sess.Email, pc.CSRF
-			data.Sources = s.sourceList()
+			data.Sources = s.sourceList(ctx)
 			keys, err := s.opts.Store.FeedKeys(ctx, sess.Subject)
 			if err != nil {
 				s.log.ErrorContext(ctx, "list feed keys", slog.Any("error", err))

@@ -20,6 +20,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -317,7 +318,7 @@ func TestDeleteKeyNotFound(t *testing.T) {
 // TestSlowBodyIsCut: a body sent a byte at a time is cut after
 // BodyTimeout, on the page API and on the relay alike.
 func TestSlowBodyIsCut(t *testing.T) {
-	batchFeed := func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+	batchFeed := feedFunc(func(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 		if _, err := io.ReadAll(r.Body); err != nil {
 			http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
 			return
@@ -332,9 +333,9 @@ func TestSlowBodyIsCut(t *testing.T) {
 			}
 		}
 		w.WriteHeader(http.StatusOK)
-	}
+	})
 	b := newBridge(t, func(*Provider) []Source {
-		return []Source{{Name: "test", Kind: "odata", Auth: "user", Serve: batchFeed}}
+		return []Source{{Name: "test", Kind: "odata", Auth: "user", Feed: batchFeed}}
 	}, func(o *Options) { o.BodyTimeout = 500 * time.Millisecond })
 	access, _ := b.signIn(t)
 	t.Run("a body in time, then a long answer", func(t *testing.T) {

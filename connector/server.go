@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
+	"github.com/odata-bridge/bridge/odata"
+	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -31,6 +33,8 @@ type Store interface {
 	Rotate(ctx context.Context, refreshToken string) (tokencache.Tokens, error)
 	Token(ctx context.Context, sessionID string) (tokencache.Secret, error)
 	Renew(ctx context.Context, sessionID string, stale tokencache.Secret) (tokencache.Secret, error)
+	TokenFor(ctx context.Context, sessionID string, aud tokencache.Audience) (tokencache.Secret, error)
+	RenewFor(ctx context.Context, sessionID string, aud tokencache.Audience, stale tokencache.Secret) (tokencache.Secret, error)
 	Revoke(ctx context.Context, token string) error
 	EndSession(ctx context.Context, sessionID string) error
 	CreateFeedKey(ctx context.Context, sessionID, name string) (tokencache.KeyInfo, tokencache.Secret, error)
@@ -58,28 +62,33 @@ type IdentityProvider interface {
 
 var _ IdentityProvider = (*Provider)(nil)
 
-// Authorizer sets the upstream credentials of one relayed request; renew is
-// true on the single retry after an upstream 401.
-type Authorizer interface {
-	Authorize(ctx context.Context, out *http.Request, renew bool) error
+// Feed serves the OData requests of one source: the relay's source for kind
+// odata, a REST service for kind rest.
+type Feed interface {
+	// ServeFeed answers r; path is the escaped remainder after
+	// /odata/{source}/, user an opaque per-user cache key, auth the
+	// upstream credentials (nil: none).
+	ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer)
+	// Version is the source's OData version, "" while it is unknown.
+	Version() string
 }
 
-// Feed serves the OData requests of one source: the relay for kind odata,
-// the REST service for kind rest. path is the escaped remainder after
-// /odata/{source}/, user an opaque per-user cache key.
-type Feed func(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer)
+var (
+	_ Feed = (*odata.Feed)(nil)
+	_ Feed = (*rest.Service)(nil)
+)
 
 // Source is a configured source as the connector sees it.
 type Source struct {
-	Name         string
-	Title        string
-	Kind         string        // odata | rest
-	Auth         string        // user | client-credentials | basic-passthrough | none
-	ODataVersion func() string // the version learned from the upstream; nil: "4.0"
-	Serve        Feed
-	Service      oauth2.TokenSource // client-credentials: the shared service token
-	Resource     string             // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
-	RefreshURL   string             // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
+	Name       string
+	Title      string
+	Kind       string               // odata | rest
+	Auth       AuthMode             // how upstream calls are authorized
+	Feed       Feed                 // required; serves the source's requests
+	Service    oauth2.TokenSource   // client-credentials: the shared service token
+	Audience   *tokencache.Audience // user: the source's own token audience, when its scopes or resource differ from the sign-in's; nil: the session's token
+	Resource   string               // the upstream's resource for on-behalf-of (K2: https://api.k2.com); zero: none
+	RefreshURL string               // the upstream's OData service refresh (K2's /api/odata/op/refresh); zero: none
 }
 
 // Client is an OAuth client of the bridge, such as Power BI's connector.
@@ -123,6 +132,7 @@ type Server struct {
 	gather    prometheus.Gatherer
 	cookieKey []byte
 	entra     *entra // nil: Entra ID off
+	versions  versions
 }
 
 // New builds the gin engine with every route of the bridge.
@@ -156,13 +166,14 @@ func New(opts Options) (*Server, error) {
 		gather = prometheus.DefaultGatherer
 	}
 	s := &Server{
-		opts:    opts,
-		public:  pub,
-		log:     opts.Logger,
-		now:     opts.Now,
-		clients: map[string]Client{},
-		sources: map[string]*Source{},
-		gather:  gather,
+		opts:     opts,
+		public:   pub,
+		log:      opts.Logger,
+		now:      opts.Now,
+		clients:  map[string]Client{},
+		sources:  map[string]*Source{},
+		versions: versions{checked: map[string]time.Time{}, stored: map[string]bool{}},
+		gather:   gather,
 	}
 	if s.metrics, err = newMetrics(reg); err != nil {
 		return nil, err
@@ -184,6 +195,9 @@ func New(opts Options) (*Server, error) {
 	}
 	for i := range opts.Sources {
 		src := &opts.Sources[i]
+		if src.Feed == nil {
+			return nil, fmt.Errorf("connector: source %q has no feed", src.Name)
+		}
 		s.sources[src.Name] = src
 	}
 	gin.SetMode(gin.ReleaseMode)

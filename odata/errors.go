@@ -1,25 +1,30 @@
 package odata
 
-import "errors"
+import (
+	"errors"
 
-// Sentinel errors of the relay and of odata/rest. Callers wrap them with a
-// client-safe message, fmt.Errorf("%w: $apply is not supported", ErrNotImplemented),
-// and connector/errors.go alone maps them to HTTP status codes.
+	"github.com/odata-bridge/bridge/fault"
+)
+
+// Sentinel errors of the relay and of odata/rest. Callers attach a
+// client-safe message, fault.With(ErrNotImplemented, "$apply is not
+// supported"), or a cause, fault.Because(ErrUpstreamUnreachable, err), and
+// connector/errors.go alone maps their kinds to HTTP status codes.
 var (
 	// ErrUnknownSource means no source has the requested name (404).
-	ErrUnknownSource = errors.New("unknown source")
+	ErrUnknownSource = fault.Sentinel(fault.NotFound, "UnknownSource", "No such source.")
 	// ErrNotFound means the source has no such resource (404).
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = fault.Sentinel(fault.NotFound, "NotFound", "Not found.")
 	// ErrBadRequest means the request is malformed: a path escape, a bad query option (400).
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = fault.Sentinel(fault.BadRequest, "BadRequest", "Bad request.")
 	// ErrNotImplemented means the request is valid OData the bridge does not serve (501).
-	ErrNotImplemented = errors.New("not implemented")
+	ErrNotImplemented = fault.Sentinel(fault.NotImplemented, "NotImplemented", "Not implemented.")
 	// ErrUpstreamUnreachable means the upstream could not be reached or answered nonsense (502).
-	ErrUpstreamUnreachable = errors.New("upstream unreachable")
+	ErrUpstreamUnreachable = fault.Sentinel(fault.BadGateway, "UpstreamUnreachable", "The upstream service could not be reached.")
 	// ErrUpstreamTimeout means the upstream did not send response headers in time (504).
-	ErrUpstreamTimeout = errors.New("upstream timeout")
+	ErrUpstreamTimeout = fault.Sentinel(fault.Timeout, "UpstreamTimeout", "The upstream service did not answer in time.")
 	// ErrUpstreamUnauthorized means the upstream refused the credentials, even after one renewal (401).
-	ErrUpstreamUnauthorized = errors.New("upstream refused the credentials")
+	ErrUpstreamUnauthorized = fault.Sentinel(fault.Unauthorized, "UpstreamUnauthorized", "The upstream service refused the credentials.")
 )
 
 // ErrConfig means a Source given to NewRelay is invalid; the message names the source and the field.

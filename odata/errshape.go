@@ -2,9 +2,10 @@ package odata
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/odata-bridge/bridge/fault"
 )
 
 // WriteError writes the bridge's own error in the OData shape of version ("2.0"/"3.0"
@@ -53,30 +54,16 @@ func WriteError(w http.ResponseWriter, version string, status int, code, message
 	w.Write(b)
 }
 
-// defaultErrorHandler renders err with the status of its sentinel, in the source's
-// OData error shape; the message is the sentinel's, so no internal detail leaks.
-func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, src *Source, err error) {
-	version := ""
-	if src != nil {
-		version = src.Version
+// defaultErrorHandler renders err with the status of its kind in the
+// source's OData error shape; an error that is not a fault is an internal
+// error, so no detail leaks.
+func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, version string, err error) {
+	fe := fault.As(err)
+	if fe == nil || fe.Kind == fault.Internal {
+		fe = errInternal
 	}
-	status, sentinel := http.StatusInternalServerError, errors.New("internal error")
-	for _, s := range []struct {
-		err    error
-		status int
-	}{
-		{ErrUnknownSource, http.StatusNotFound},
-		{ErrNotFound, http.StatusNotFound},
-		{ErrBadRequest, http.StatusBadRequest},
-		{ErrNotImplemented, http.StatusNotImplemented},
-		{ErrUpstreamUnreachable, http.StatusBadGateway},
-		{ErrUpstreamTimeout, http.StatusGatewayTimeout},
-		{ErrUpstreamUnauthorized, http.StatusUnauthorized},
-	} {
-		if errors.Is(err, s.err) {
-			status, sentinel = s.status, s.err
-			break
-		}
-	}
-	WriteError(w, version, status, "", sentinel.Error())
+	WriteError(w, version, fe.Kind.Status(), fe.Code, fe.Message)
 }
+
+// errInternal is what a client sees of an error that is not a fault.
+var errInternal = fault.Sentinel(fault.Internal, "InternalError", "Internal error.")

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/odata-bridge/bridge/fault"
 )
 
 // The relay's streaming core: one outgoing request built per attempt from the call (no
@@ -36,7 +38,7 @@ func (c *call) relay() error {
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// The relay never asks for an upgrade (Upgrade is not forwarded).
 		res.Body.Close()
-		c.fail(fmt.Errorf("%w: unrequested protocol switch", ErrUpstreamUnreachable))
+		c.fail(fault.Because(ErrUpstreamUnreachable, errors.New("unrequested protocol switch")))
 		return nil
 	}
 	removeHopByHop(res.Header)
@@ -119,7 +121,7 @@ func (c *call) roundTrip() (*http.Response, context.CancelCauseFunc, error) {
 				took >= st.timeout && c.in.Context().Err() == nil
 			cancel(nil)
 			if timedOut {
-				return nil, nil, fmt.Errorf("%w after %s", ErrUpstreamTimeout, st.timeout)
+				return nil, nil, fault.Because(ErrUpstreamTimeout, fmt.Errorf("no response headers after %s", st.timeout))
 			}
 			return nil, nil, err
 		}
@@ -131,7 +133,7 @@ func (c *call) roundTrip() (*http.Response, context.CancelCauseFunc, error) {
 				st.m.retry()
 				continue
 			}
-			return nil, nil, fmt.Errorf("%w", ErrUpstreamUnauthorized)
+			return nil, nil, ErrUpstreamUnauthorized
 		}
 		return res, cancel, nil
 	}
@@ -145,7 +147,7 @@ func nopCancel(error) {}
 func (c *call) newRequest(ctx context.Context) (*http.Request, error) {
 	out, err := http.NewRequestWithContext(ctx, c.in.Method, "", nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		return nil, fault.Because(ErrBadRequest, err)
 	}
 	u := out.URL
 	*u = *c.st.target
@@ -224,9 +226,9 @@ func (c *call) fail(err error) {
 		err = ae.err
 	case errors.Is(err, ErrUpstreamTimeout), errors.Is(err, ErrUpstreamUnauthorized), errors.Is(err, ErrUpstreamUnreachable):
 	default:
-		err = fmt.Errorf("%w: %w", ErrUpstreamUnreachable, err)
+		err = fault.Because(ErrUpstreamUnreachable, err)
 	}
-	c.rl.onError(c.w, c.in, c.st.current(), err)
+	c.rl.onError(c.w, c.in, c.st.version(), err)
 }
 
 // authError marks an error returned by the Authorizer, which goes to the ErrorHandler unchanged.

@@ -1,12 +1,12 @@
 package odata
 
 import (
-	"fmt"
 	"net/url"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/odata-bridge/bridge/fault"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -25,32 +25,32 @@ import (
 // "a%2F%2Fevil" becomes "a//evil" one decoding later.
 func checkPath(escaped string) error {
 	if strings.HasPrefix(escaped, "/") {
-		return fmt.Errorf("%w: empty path segment", ErrBadRequest)
+		return fault.With(ErrBadRequest, "empty path segment")
 	}
 	if strings.ContainsAny(escaped, "#?") {
 		// A request path never carries these unescaped; a URL parser
 		// upstream would cut the path there.
-		return fmt.Errorf("%w: unescaped '#' or '?' in path", ErrBadRequest)
+		return fault.With(ErrBadRequest, "unescaped '#' or '?' in path")
 	}
 	p := escaped
 	for range 3 {
 		if strings.Contains(p, "//") {
-			return fmt.Errorf("%w: empty path segment", ErrBadRequest)
+			return fault.With(ErrBadRequest, "empty path segment")
 		}
 		if strings.ContainsAny(p, `\`) || strings.Contains(p, "://") || strings.HasPrefix(p, "/") {
-			return fmt.Errorf("%w: path leaves the source", ErrBadRequest)
+			return fault.With(ErrBadRequest, "path leaves the source")
 		}
 		ascii := true
 		for _, c := range []byte(p) {
 			if c < 0x20 || c == 0x7f {
-				return fmt.Errorf("%w: control character in path", ErrBadRequest)
+				return fault.With(ErrBadRequest, "control character in path")
 			}
 			if c >= utf8.RuneSelf {
 				ascii = false
 			}
 		}
 		if !ascii && !utf8.ValidString(p) {
-			return fmt.Errorf("%w: path is not valid UTF-8", ErrBadRequest)
+			return fault.With(ErrBadRequest, "path is not valid UTF-8")
 		}
 		for seg := range strings.SplitSeq(p, "/") {
 			// An upstream that decodes once more may end the path at '#' or '?'.
@@ -58,19 +58,19 @@ func checkPath(escaped string) error {
 				seg = seg[:i]
 			}
 			if dotSegment(seg) {
-				return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
+				return fault.With(ErrBadRequest, "dot segment in path")
 			}
 			if !ascii && !isASCII(seg) {
 				// Only a segment with non-ASCII runes can change under NFKC.
 				if n := norm.NFKC.String(seg); n != seg && (dotSegment(n) || strings.ContainsAny(n, `/\`)) {
-					return fmt.Errorf("%w: dot segment in path", ErrBadRequest)
+					return fault.With(ErrBadRequest, "dot segment in path")
 				}
 			}
 		}
 		u, err := url.PathUnescape(p)
 		if err != nil {
 			if p == escaped {
-				return fmt.Errorf("%w: malformed path escape", ErrBadRequest)
+				return fault.With(ErrBadRequest, "malformed path escape")
 			}
 			return nil // a literal '%' inside a key, after one decoding
 		}
@@ -79,7 +79,7 @@ func checkPath(escaped string) error {
 		}
 		p = u
 	}
-	return fmt.Errorf("%w: path encoded too many times", ErrBadRequest)
+	return fault.With(ErrBadRequest, "path encoded too many times")
 }
 
 // dotSegment reports whether seg is one or more dots, alone or before ';' or whitespace:

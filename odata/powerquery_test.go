@@ -83,14 +83,13 @@ func TestPowerQueryReplay(t *testing.T) {
 		t.Run(version, func(t *testing.T) {
 			u := newUpstream(t, pagingUpstream)
 			b := newBridge(t, Source{Name: "pq", URL: u.base(), PublicBase: selfBase}, Options{}, &staticAuth{})
-			public, _ := b.rl.Source("pq")
 			seen := map[int]int{}
-			target := public.PublicBase + version + "/People"
+			target := b.rl.sources["pq"].src.PublicBase + version + "/People"
 			for pages := 0; target != ""; pages++ {
 				if pages > pagingRows {
 					t.Fatal("next links never end")
 				}
-				if !strings.HasPrefix(target, public.PublicBase) {
+				if !strings.HasPrefix(target, b.rl.sources["pq"].src.PublicBase) {
 					t.Fatalf("next link left the bridge: %s", target)
 				}
 				res, body, err := b.do(t, "GET", strings.TrimPrefix(target, b.URL), powerQueryHeaders, nil)
@@ -108,7 +107,7 @@ func TestPowerQueryReplay(t *testing.T) {
 					t.Fatal(err)
 				}
 				for _, host := range absURL.FindAllString(string(body), -1) {
-					if h := strings.ReplaceAll(host, `\/`, "/"); !strings.HasPrefix(public.PublicBase, h) {
+					if h := strings.ReplaceAll(host, `\/`, "/"); !strings.HasPrefix(b.rl.sources["pq"].src.PublicBase, h) {
 						t.Errorf("link not on the bridge: %s", host)
 					}
 				}

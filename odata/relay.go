@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -55,11 +56,12 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger receives the relay's own log lines (aborted streams). Nil: discard.
 	Logger *slog.Logger
-	// ErrorHandler renders every error the relay itself produces (wrapped odata sentinels,
-	// or errors returned by Authorizer such as the token cache's), before any byte of the
-	// response was written. src is nil for an unknown source. Nil: WriteError with the
-	// status of the sentinel and the source's version.
-	ErrorHandler func(w http.ResponseWriter, r *http.Request, src *Source, err error)
+	// ErrorHandler renders every error the relay itself produces (odata sentinels
+	// with a client message, or errors returned by Authorizer such as the token
+	// cache's), before any byte of the response was written, in the error shape of
+	// version (the source's OData version, "" when unknown). Nil: WriteError with the
+	// status of the error's kind.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, version string, err error)
 	// XForwarded sets X-Forwarded-For, -Host and -Proto upstream. Zero: none are sent.
 	XForwarded bool
 }
@@ -70,7 +72,7 @@ type Relay struct {
 	sources map[string]*sourceState
 	apiKey  string
 	log     *slog.Logger
-	onError func(w http.ResponseWriter, r *http.Request, src *Source, err error)
+	onError func(w http.ResponseWriter, r *http.Request, version string, err error)
 	xfwd    bool
 	metrics *metrics
 }
@@ -95,16 +97,16 @@ type sourceState struct {
 	timesHeaders bool
 }
 
-// current returns a copy of the source with the learned version filled in.
-func (st *sourceState) current() *Source {
-	s := st.src
-	if s.Version == "" {
-		if v := st.learned.Load(); v != nil {
-			s.Version = *v
-		}
+// version is the source's OData version: the configured one, else the one
+// learned from the upstream's responses, else "".
+func (st *sourceState) version() string {
+	if st.src.Version != "" {
+		return st.src.Version
 	}
-	s.Aliases = slices.Clone(s.Aliases)
-	return &s
+	if v := st.learned.Load(); v != nil {
+		return *v
+	}
+	return ""
 }
 
 const defaultHeaderTimeout = 60 * time.Second
@@ -262,13 +264,40 @@ func defaultTransport(headerTimeout time.Duration) *http.Transport {
 	return t
 }
 
-// Source returns a copy of the named source, with its learned OData version.
-func (rl *Relay) Source(name string) (*Source, bool) {
+// Feed is one source of a Relay, as a value of its own: what the bridge
+// holds per source so a request finds its source without a lookup by name.
+type Feed struct {
+	rl *Relay
+	st *sourceState
+}
+
+// Feed returns the named source's Feed.
+func (rl *Relay) Feed(name string) (*Feed, bool) {
 	st, ok := rl.sources[name]
 	if !ok {
 		return nil, false
 	}
-	return st.current(), true
+	return &Feed{rl: rl, st: st}, true
+}
+
+// ServeFeed relays r as Serve does, to f's source.
+func (f *Feed) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+	f.rl.serve(w, r, f.st, path, user, auth)
+}
+
+// Version is the source's OData version: the configured one, else the one
+// learned from its responses, else "" while it is unknown.
+func (f *Feed) Version() string { return f.st.version() }
+
+// Learn sets the source's OData version as another replica or an earlier
+// run learned it. A configured or already learned version is kept.
+func (f *Feed) Learn(version string) {
+	switch version {
+	case Version2, Version3, Version4:
+		if f.st.learned.Load() == nil {
+			f.st.learned.CompareAndSwap(nil, &version)
+		}
+	}
 }
 
 // call is the state of one relayed request.
@@ -312,9 +341,13 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 	Isolate(w.Header()) // on errors too: an upstream's body is never a page of the bridge's
 	st, ok := rl.sources[source]
 	if !ok {
-		rl.onError(w, r, nil, ErrUnknownSource)
+		rl.onError(w, r, "", ErrUnknownSource)
 		return
 	}
+	rl.serve(w, r, st, path, user, auth)
+}
+
+func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, path, user string, auth Authorizer) {
 	st.m.request()
 	last := path[strings.LastIndexByte(path, '/')+1:]
 	if u, err := url.PathUnescape(last); err == nil {
@@ -324,15 +357,15 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
 		if last != "$batch" || !st.src.Batch {
-			rl.onError(w, r, st.current(), fmt.Errorf("%w: POST is relayed only for $batch on a source that allows it", ErrNotImplemented))
+			rl.onError(w, r, st.version(), fault.With(ErrNotImplemented, "POST is relayed only for $batch on a source that allows it"))
 			return
 		}
 	default:
-		rl.onError(w, r, st.current(), fmt.Errorf("%w: the bridge relays GET, HEAD and $batch only", ErrNotImplemented))
+		rl.onError(w, r, st.version(), fault.With(ErrNotImplemented, "the bridge relays GET, HEAD and $batch only"))
 		return
 	}
 	if err := checkPath(path); err != nil {
-		rl.onError(w, r, st.current(), err)
+		rl.onError(w, r, st.version(), err)
 		return
 	}
 	c := calls.Get().(*call)
@@ -360,7 +393,7 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 		// GET and HEAD have no body to relay (RFC 9110 §9.3.1); $batch has one.
 		b, err := io.ReadAll(io.LimitReader(r.Body, maxReplayBody+1))
 		if err != nil {
-			rl.onError(w, r, st.current(), fmt.Errorf("%w: reading the request body", ErrBadRequest))
+			rl.onError(w, r, st.version(), fault.With(ErrBadRequest, "reading the request body"))
 			c.release()
 			return
 		}

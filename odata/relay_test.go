@@ -76,12 +76,12 @@ func newBridge(t *testing.T, src Source, opts Options, auth Authorizer) *bridge 
 	}
 	b := &bridge{errs: make(chan error, 16)}
 	if opts.ErrorHandler == nil {
-		opts.ErrorHandler = func(w http.ResponseWriter, r *http.Request, s *Source, err error) {
+		opts.ErrorHandler = func(w http.ResponseWriter, r *http.Request, version string, err error) {
 			select {
 			case b.errs <- err:
 			default:
 			}
-			defaultErrorHandler(w, r, s, err)
+			defaultErrorHandler(w, r, version, err)
 		}
 	}
 	var rl *Relay
@@ -470,7 +470,7 @@ func TestRelayCases(t *testing.T) {
 			target:  "/odata/s/People",
 			handler: nil,
 			status:  501,
-			check:   bodyIs(`{"error":{"code":"501","message":"not implemented"}}`),
+			check:   bodyIs(`{"error":{"code":"NotImplemented","message":"POST is relayed only for $batch on a source that allows it"}}`),
 		},
 		{
 			name:    "DELETE is 501",
@@ -661,7 +661,7 @@ func TestRelayUpstreamUnreachable(t *testing.T) {
 	if res.StatusCode != http.StatusBadGateway {
 		t.Errorf("status = %d, want 502", res.StatusCode)
 	}
-	if want := `{"odata.error":{"code":"502","message":{"lang":"en-US","value":"upstream unreachable"}}}`; string(body) != want {
+	if want := `{"odata.error":{"code":"UpstreamUnreachable","message":{"lang":"en-US","value":"The upstream service could not be reached."}}}`; string(body) != want {
 		t.Errorf("body = %s, want %s", body, want)
 	}
 	if got := <-b.errs; !errors.Is(got, ErrUpstreamUnreachable) {
@@ -881,14 +881,15 @@ func TestRelayLearnsVersion(t *testing.T) {
 		io.WriteString(w, `{}`)
 	})
 	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
-	if s, _ := b.rl.Source("s"); s.Version != "" {
-		t.Errorf("version before any response = %q, want empty", s.Version)
+	f, _ := b.rl.Feed("s")
+	if v := f.Version(); v != "" {
+		t.Errorf("version before any response = %q, want empty", v)
 	}
 	if _, _, err := b.do(t, "GET", "/odata/s/People", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := b.rl.Source("s"); s.Version != "3.0" {
-		t.Errorf("learned version = %q, want 3.0", s.Version)
+	if v := f.Version(); v != Version3 {
+		t.Errorf("learned version = %q, want 3.0", v)
 	}
 }
 

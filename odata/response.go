@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/odata-bridge/bridge/fault"
 )
 
 // modifyResponse applies the header policy and chooses the body pipeline: rewritten
@@ -48,7 +50,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 		}
 	}
 	if isRedirect(res.StatusCode) && len(h["Location"]) == 0 {
-		return fmt.Errorf("%w: redirect to outside the source", ErrUpstreamUnreachable)
+		return fault.With(ErrUpstreamUnreachable, "redirect to outside the source")
 	}
 	c.isolateBody(h, res.StatusCode)
 
@@ -71,7 +73,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 		// Only a misbehaving upstream or transport gets here: the relay asks for identity.
 		zr, err := gzip.NewReader(res.Body)
 		if err != nil {
-			return fmt.Errorf("%w: bad gzip body: %w", ErrUpstreamUnreachable, err)
+			return fault.Because(ErrUpstreamUnreachable, fmt.Errorf("bad gzip body: %w", err))
 		}
 		res.Body = struct {
 			io.Reader

@@ -328,7 +328,7 @@ func TestFeedOptions(t *testing.T) {
 		version meval.Value
 		want    meval.Value
 	}{
-		{nil, v2}, {odata.Version4, v2}, {4.0, v2}, {"4.01", v2},
+		{nil, nil}, {odata.Version4, v2}, {4.0, v2}, {"4.01", v2},
 		{odata.Version3, nil}, {3.0, nil}, {odata.Version2, nil}, {"1.0", nil},
 	}
 	for _, tt := range tests {
@@ -378,7 +378,7 @@ func TestSourceRow(t *testing.T) {
 			&feedCall{"https://bridge.example.com:8443/b/odata/legacy/", nil}, ""},
 		{"no version", rec([]string{"name", "url"}, "wf", "https://bridge.example.com:8443/b/odata/wf/"),
 			[]meval.Value{"wf", "wf", "feed", "Database", "Database", false},
-			&feedCall{"https://bridge.example.com:8443/b/odata/wf/", v2}, ""},
+			&feedCall{"https://bridge.example.com:8443/b/odata/wf/", nil}, ""}, // unknown: the default implementation
 		{"feed on another host", rec(fields, "x", "X", "odata", odata.Version4, "https://evil.example/odata/x/"),
 			nil, nil, "ForeignFeed"},
 		{"feed beside the bridge path", rec(fields, "x", "X", "odata", odata.Version4, "https://bridge.example.com:8443/bx/odata/x/"),

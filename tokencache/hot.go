@@ -22,9 +22,10 @@ type hotCache struct {
 type hotKind uint8
 
 const (
-	hotAccess hotKind = iota + 1 // bridge access token → session ID
-	hotFeed                      // feed key → session ID
-	hotToken                     // session ID → provider access token
+	hotAccess   hotKind = iota + 1 // bridge access token → session ID
+	hotFeed                        // feed key → session ID
+	hotToken                       // session ID → provider access token
+	hotAudience                    // session ID and source → provider access token for that source
 )
 
 type hotKey struct {

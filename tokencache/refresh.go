@@ -55,9 +55,7 @@ func (s *Store) Renew(ctx context.Context, sessionID string, stale Secret) (Secr
 }
 
 // fresh reports whether the provider access token is good for RefreshMargin more.
-func (s *Store) fresh(r *sessionRecord) bool {
-	return r.AccessToken != "" && (r.Expiry.IsZero() || s.now().Add(s.margin).Before(r.Expiry))
-}
+func (s *Store) fresh(r *sessionRecord) bool { return s.freshUntil(r.AccessToken, r.Expiry) }
 
 func (s *Store) flight(ctx context.Context, key string, fn func(context.Context) (string, error)) (Secret, error) {
 	ch := s.sf.DoChan(key, func() (any, error) {
@@ -90,12 +88,36 @@ func (s *Store) obtain(ctx context.Context, sid string, keepValid bool, good fun
 		return rec.AccessToken, nil
 	}
 
+	// Under the lock, re-read: another replica may have refreshed since our first read.
+	var tok string
+	_, err = s.underLock(ctx, sid, func(ctx context.Context) (bool, error) {
+		if rec, _, err = s.readSession(ctx, sid); err != nil {
+			return false, err
+		}
+		if good(&rec) {
+			s.cacheToken(sid, &rec)
+			tok = rec.AccessToken
+			return true, nil
+		}
+		return false, nil
+	}, func(ctx context.Context) error {
+		tok, err = s.refreshSession(ctx, sid, rec, keepValid)
+		return err
+	})
+	return tok, err
+}
+
+// underLock runs refresh holding the session's refresh lock, unless settled
+// reports, before each try for the lock and once it is held, that another
+// flight or replica already produced the result. The lock is renewed while
+// refresh runs and released by compare-and-delete.
+func (s *Store) underLock(ctx context.Context, sid string, settled func(context.Context) (bool, error), refresh func(context.Context) error) (bool, error) {
 	lock := s.lockKey(sid)
 	token := []byte(random(16))
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
 		ok, err := s.b.set(ctx, lock, token, s.lockTTL, setNX)
 		if err != nil {
-			return "", err
+			return false, err
 		}
 		if ok {
 			break
@@ -103,15 +125,11 @@ func (s *Store) obtain(ctx context.Context, sid string, keepValid bool, good fun
 		// Another replica is refreshing: wait for its result rather than refresh again.
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("%w: waiting for another replica's refresh: %w", ErrProviderUnavailable, ctx.Err())
+			return false, fmt.Errorf("%w: waiting for another replica's refresh: %w", ErrProviderUnavailable, ctx.Err())
 		case <-time.After(wait):
 		}
-		if rec, _, err = s.readSession(ctx, sid); err != nil {
-			return "", err
-		}
-		if good(&rec) {
-			s.cacheToken(sid, &rec)
-			return rec.AccessToken, nil
+		if ok, err := settled(ctx); ok || err != nil {
+			return ok, err
 		}
 	}
 	stop := s.keepLock(lock, token)
@@ -123,15 +141,15 @@ func (s *Store) obtain(ctx context.Context, sid string, keepValid bool, good fun
 			s.log.Warn("tokencache: releasing a refresh lock failed; it expires on its own", "session", sid, "err", err)
 		}
 	}()
+	if ok, err := settled(ctx); ok || err != nil {
+		return ok, err
+	}
+	return false, refresh(ctx)
+}
 
-	// Re-read under the lock: another replica may have refreshed since our first read.
-	if rec, _, err = s.readSession(ctx, sid); err != nil {
-		return "", err
-	}
-	if good(&rec) {
-		s.cacheToken(sid, &rec)
-		return rec.AccessToken, nil
-	}
+// refreshSession redeems the session's provider refresh token, holding the
+// lock, and stores the result.
+func (s *Store) refreshSession(ctx context.Context, sid string, rec sessionRecord, keepValid bool) (string, error) {
 	used := rec.RefreshToken
 	if used == "" {
 		s.log.Info("tokencache: the session has no provider refresh token; it ends", "session", sid)

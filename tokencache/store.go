@@ -366,7 +366,7 @@ func (s *Store) endSession(ctx context.Context, sessionID string) (string, error
 	if err != nil {
 		return "", err
 	}
-	keys := []string{s.sessionKey(sessionID)}
+	keys := []string{s.sessionKey(sessionID), s.audienceKey(sessionID)}
 	for _, fid := range rec.Families {
 		keys = append(keys, s.familyKey(sessionID, fid))
 	}

@@ -171,6 +171,9 @@ type SourceConfig struct {
 	Batch bool `yaml:"batch"`
 	// HeaderTimeout bounds the wait for the upstream's response headers; default 60s.
 	HeaderTimeout Duration `yaml:"header_timeout" validate:"positive"`
+	// ODataVersion is the OData version the upstream speaks, "2.0", "3.0" or "4.0"; empty (the default)
+	// means learn it from the upstream's responses and keep it in the token store. Presets and kind rest set it.
+	ODataVersion string `yaml:"odata_version" validate:"omitempty,oneof=2.0 3.0 4.0"`
 	// Preset names built-in settings: for kind rest a mapping of package odata/rest such as k2-workflow,
 	// for kind odata k2-smartobjects-v4 or k2-smartobjects-v3; empty by default.
 	Preset string `yaml:"preset"`

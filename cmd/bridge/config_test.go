@@ -286,8 +286,8 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "missing identity provider",
 			yaml: "public_url: \"https://bridge.example.com\"\n" + cfgOneSource,
-			want: "idp.issuer: is required, or idp.auth_url and idp.token_url, when a source uses auth user or client-credentials\n" +
-				"idp.client_id: is required when a source uses auth user or client-credentials",
+			want: "idp.issuer: is required, or idp.auth_url and idp.token_url, when a source uses auth user, client-credentials or none: callers of those feeds sign in to the bridge (auth none only sends nothing upstream)\n" +
+				"idp.client_id: is required when a source uses auth user, client-credentials or none",
 		},
 		{
 			name: "auth_url without token_url",
@@ -336,13 +336,23 @@ func TestBadConfigs(t *testing.T) {
 public_url: "bridge.example.com"
 redis: {url: "redis://localhost:6379/0"}
 sources:
-  - {name: "k2", url: "https://k2.example.com/", auth: "none"}
-  - {name: "k2", url: "k2.example.com", auth: "none"}
+  - {name: "k2", url: "https://k2.example.com/", auth: "basic-passthrough"}
+  - {name: "k2", url: "k2.example.com", auth: "basic-passthrough"}
 `,
 			want: "public_url: must be an absolute http(s) URL\n" +
 				"sources[1].url: must be an absolute http(s) URL\n" +
 				"encryption_keys: is required when redis is configured\n" +
 				`sources[1].name: duplicate source name "k2"`,
+		},
+		{
+			name: "auth none without an identity provider",
+			yaml: `
+public_url: "https://bridge.example.com"
+sources:
+  - {name: "open", url: "https://open.example.com/odata/", auth: "none"}
+`,
+			want: "idp.issuer: is required, or idp.auth_url and idp.token_url, when a source uses auth user, client-credentials or none: callers of those feeds sign in to the bridge (auth none only sends nothing upstream)\n" +
+				"idp.client_id: is required when a source uses auth user, client-credentials or none",
 		},
 	}
 	if len(tests) < 12 {

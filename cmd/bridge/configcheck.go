@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -57,8 +58,12 @@ func (c *Config) normalize() {
 		for j := range s.Aliases {
 			s.Aliases[j] = slash(s.Aliases[j])
 		}
-		if p, ok := odata.LookupPreset(s.Preset); ok && s.Kind == "odata" && s.Resource == "" {
-			s.Resource = p.Resource
+		if p, ok := odata.LookupPreset(s.Preset); ok && s.Kind == "odata" {
+			s.Resource = cmp.Or(s.Resource, p.Resource)
+			s.ODataVersion = cmp.Or(s.ODataVersion, p.Version)
+		}
+		if s.Kind == "rest" {
+			s.ODataVersion = cmp.Or(s.ODataVersion, odata.Version4)
 		}
 	}
 }
@@ -105,15 +110,16 @@ func (c *Config) crossFieldProblems() []Problem {
 	case c.IdP.AuthURL == "" && c.IdP.TokenURL != "":
 		add("idp.auth_url", "is required with idp.token_url")
 	}
-	needIdP := slices.ContainsFunc(c.Sources, func(s SourceConfig) bool {
-		return s.Auth == "user" || s.Auth == "client-credentials"
-	})
+	// Every auth mode but basic-passthrough needs a bridge credential, and so
+	// a sign-in: callers of an auth: none feed sign in too, though nothing
+	// goes upstream on their behalf.
+	needIdP := slices.ContainsFunc(c.Sources, func(s SourceConfig) bool { return s.Auth != "basic-passthrough" })
 	if needIdP {
 		if c.IdP.Issuer == "" && c.IdP.AuthURL == "" && c.IdP.TokenURL == "" {
-			add("idp.issuer", "is required, or idp.auth_url and idp.token_url, when a source uses auth user or client-credentials")
+			add("idp.issuer", "is required, or idp.auth_url and idp.token_url, when a source uses auth user, client-credentials or none: callers of those feeds sign in to the bridge (auth none only sends nothing upstream)")
 		}
 		if c.IdP.ClientID == "" {
-			add("idp.client_id", "is required when a source uses auth user or client-credentials")
+			add("idp.client_id", "is required when a source uses auth user, client-credentials or none")
 		}
 	}
 	if t := c.IdP.Entra.Tenant; t != "" && !connector.ValidTenant(t) {
@@ -152,6 +158,9 @@ func (c *Config) crossFieldProblems() []Problem {
 		}
 		switch s.Kind {
 		case "rest":
+			if s.ODataVersion != odata.Version4 {
+				add(at+".odata_version", "must be 4.0 (or empty) for kind rest: the bridge serves REST APIs as OData v4")
+			}
 			switch {
 			case s.Preset == "" && len(s.EntitySets) == 0:
 				add(at+".preset", "kind rest needs a preset or entity_sets")
@@ -180,6 +189,9 @@ func (c *Config) crossFieldProblems() []Problem {
 				}
 				if p.ListOnly && s.Batch {
 					add(at+".batch", "must be false for preset %s: K2's OData v3 API has only the List method", s.Preset)
+				}
+				if s.ODataVersion != p.Version {
+					add(at+".odata_version", "must be %s (or empty) for preset %s", p.Version, s.Preset)
 				}
 			} else if s.Preset != "" {
 				add(at+".preset", "for kind odata must be k2-smartobjects-v4 or k2-smartobjects-v3")

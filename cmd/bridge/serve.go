@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,6 +135,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 			a = nil
 		}
 	}()
+	if len(cfg.Sources) == 0 {
+		log.Warn("no sources are configured: the bridge signs users in but serves no feeds; add sources to the configuration")
+	}
 	public := strings.TrimSuffix(cfg.PublicURL, "/")
 	keys := make([]tokencache.Key, 0, len(cfg.EncryptionKeys))
 	for _, k := range cfg.EncryptionKeys {
@@ -183,70 +188,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	relaySources, sources, err := feedSources(cfg, provider, public, log)
+	sources, err := feedSources(cfg, provider, keys, reg, public, log)
 	if err != nil {
 		return nil, err
-	}
-	relay, err := odata.NewRelay(relaySources, odata.Options{
-		APIKeyParam: cfg.Keys.APIKeyParam,
-		Registerer:  reg,
-		Logger:      log.With(slog.String("component", "relay")),
-		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, src *odata.Source, err error) {
-			v := odata.Version4
-			if src != nil && src.Version != "" {
-				v = src.Version
-			}
-			connector.WriteError(w, v, err)
-		},
-	})
-	if err != nil {
-		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
-	}
-	skipSecret := derive(keys, "odata-bridge rest skiptoken")
-	for i := range sources {
-		src := &sources[i]
-		sc := sourceConfig(cfg, src.Name)
-		switch src.Kind {
-		case "odata":
-			name := src.Name
-			src.Serve = func(w http.ResponseWriter, r *http.Request, path, user string, auth connector.Authorizer) {
-				relay.Serve(w, r, name, path, user, auth)
-			}
-			src.ODataVersion = func() string {
-				if s, ok := relay.Source(name); ok {
-					return s.Version
-				}
-				return ""
-			}
-		case "rest":
-			sets, err := restEntitySets(sc)
-			if err != nil {
-				return nil, &exitError{code: 2, err: err}
-			}
-			svc, err := rest.New(rest.Source{
-				Name:       sc.Name,
-				URL:        sc.URL,
-				PublicBase: public + "/odata/" + sc.Name + "/",
-				EntitySets: sets,
-				// Paging through a large list must not refetch it per page;
-				// the cache is per user, so rows never cross users.
-				CacheTTL: 30 * time.Second,
-			}, rest.Options{
-				Client: restClient(time.Duration(sc.HeaderTimeout)),
-				Secret: skipSecret,
-				Logger: log.With(slog.String("component", "rest"), slog.String("source", sc.Name)),
-				ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-					connector.WriteError(w, odata.Version4, err)
-				},
-			})
-			if err != nil {
-				return nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
-			}
-			src.Serve = func(w http.ResponseWriter, r *http.Request, path, user string, auth connector.Authorizer) {
-				svc.Serve(w, r, path, user, auth)
-			}
-			src.ODataVersion = func() string { return odata.Version4 }
-		}
 	}
 
 	clients := make([]connector.Client, 0, len(cfg.Clients))
@@ -278,50 +222,116 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 	return a, nil
 }
 
-// feedSources turns the configured sources into the relay's sources and the
-// connector's view of them.
-func feedSources(cfg *Config, provider *connector.Provider, public string, log *slog.Logger) ([]odata.Source, []connector.Source, error) {
-	var relay []odata.Source
-	var out []connector.Source
+// feedSources builds every configured source in one pass: its feed (the
+// relay's source, or a REST service) and the connector's view of it.
+func feedSources(cfg *Config, provider *connector.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger) ([]connector.Source, error) {
+	var relaySources []odata.Source
 	for _, sc := range cfg.Sources {
-		src := connector.Source{Name: sc.Name, Title: sc.Title, Kind: sc.Kind, Auth: sc.Auth, Resource: sc.Resource, RefreshURL: k2RefreshURL(sc)}
-		if src.Resource == "" {
-			src.Resource = cfg.IdP.Resource
-		}
-		if sc.Auth == "client-credentials" {
-			log.Warn("source uses one service identity for every caller: all callers see the same data",
-				slog.String("source", sc.Name))
-			resource := sc.Resource
-			if resource == "" {
-				resource = cfg.IdP.Resource
-			}
-			src.Service = provider.ServiceTokens(sc.Scopes, resource)
-		}
 		if sc.Kind == "odata" {
-			relay = append(relay, odata.Source{
+			relaySources = append(relaySources, odata.Source{
 				Name:          sc.Name,
 				URL:           sc.URL,
 				Aliases:       sc.Aliases,
 				PublicBase:    public + "/odata/" + sc.Name + "/",
 				Batch:         sc.Batch,
 				HeaderTimeout: time.Duration(sc.HeaderTimeout),
+				Version:       sc.ODataVersion,
 				// K2 trims $metadata per user and builds it slowly; the
 				// cache is keyed by session, so users never share one.
 				CacheMetadata: 5 * time.Minute,
 			})
 		}
+	}
+	relay, err := odata.NewRelay(relaySources, odata.Options{
+		APIKeyParam:  cfg.Keys.APIKeyParam,
+		Registerer:   reg,
+		Logger:       log.With(slog.String("component", "relay")),
+		ErrorHandler: feedError,
+	})
+	if err != nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
+	}
+	skipSecret := derive(keys, "odata-bridge rest skiptoken")
+
+	out := make([]connector.Source, 0, len(cfg.Sources))
+	for _, sc := range cfg.Sources {
+		src := connector.Source{
+			Name:       sc.Name,
+			Title:      sc.Title,
+			Kind:       sc.Kind,
+			Auth:       connector.AuthMode(sc.Auth),
+			Resource:   cmp.Or(sc.Resource, cfg.IdP.Resource),
+			RefreshURL: k2RefreshURL(sc),
+		}
+		if src.Auth == connector.AuthUser {
+			src.Audience = sourceAudience(cfg, sc)
+		}
+		if src.Auth == connector.AuthClientCredentials {
+			log.Warn("source uses one service identity for every caller: all callers see the same data",
+				slog.String("source", sc.Name))
+			src.Service = provider.ServiceTokens(sc.Scopes, src.Resource)
+		}
+		switch sc.Kind {
+		case "odata":
+			src.Feed, _ = relay.Feed(sc.Name)
+		case "rest":
+			sets, err := restEntitySets(sc)
+			if err != nil {
+				return nil, &exitError{code: 2, err: err}
+			}
+			svc, err := rest.New(rest.Source{
+				Name:       sc.Name,
+				URL:        sc.URL,
+				PublicBase: public + "/odata/" + sc.Name + "/",
+				EntitySets: sets,
+				// Paging through a large list must not refetch it per page;
+				// the cache is per user, so rows never cross users.
+				CacheTTL: 30 * time.Second,
+			}, rest.Options{
+				Client: restClient(time.Duration(sc.HeaderTimeout)),
+				Secret: skipSecret,
+				Logger: log.With(slog.String("component", "rest"), slog.String("source", sc.Name)),
+				ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+					feedError(w, r, odata.Version4, err)
+				},
+			})
+			if err != nil {
+				return nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
+			}
+			src.Feed = svc
+		}
 		out = append(out, src)
 	}
-	return relay, out, nil
+	return out, nil
 }
 
-func sourceConfig(cfg *Config, name string) SourceConfig {
-	for _, sc := range cfg.Sources {
-		if sc.Name == name {
-			return sc
-		}
+// sourceAudience is the audience of an auth: user source's own provider
+// token: set when its scopes or resource differ from the sign-in's, so that
+// its upstream receives only tokens issued for it. A preset's default
+// resource is not the source's own: it serves on-behalf-of only.
+func sourceAudience(cfg *Config, sc SourceConfig) *tokencache.Audience {
+	scopes := len(sc.Scopes) > 0 && !slices.Equal(sc.Scopes, cfg.IdP.Scopes)
+	resource := sc.Resource
+	if p, ok := odata.LookupPreset(sc.Preset); ok && sc.Kind == "odata" && resource == p.Resource {
+		resource = ""
 	}
-	return SourceConfig{}
+	if resource == cfg.IdP.Resource {
+		resource = ""
+	}
+	if !scopes && resource == "" {
+		return nil
+	}
+	aud := &tokencache.Audience{Name: sc.Name, Resource: resource}
+	if scopes {
+		aud.Scopes = sc.Scopes
+	}
+	return aud
+}
+
+// feedError renders the errors of the relay and the REST services as the
+// connector renders its own.
+func feedError(w http.ResponseWriter, _ *http.Request, version string, err error) {
+	connector.WriteError(w, cmp.Or(version, odata.Version4), err)
 }
 
 // restEntitySets returns a REST source's mapping: its preset, or its

@@ -52,7 +52,7 @@ func BenchmarkServePage(b *testing.B) {
 	var n int
 	for b.Loop() {
 		w := httptest.NewRecorder()
-		s.Serve(w, r, "Tasks", "alice", nil)
+		s.ServeFeed(w, r, "Tasks", "alice", nil)
 		if w.Code != 200 {
 			b.Fatalf("status %d: %s", w.Code, w.Body)
 		}

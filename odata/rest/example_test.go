@@ -19,7 +19,7 @@ func (t token) Authorize(_ context.Context, out *http.Request, _ bool) error {
 
 // Serve a K2 Workflow REST API as an OData v4 service: the k2-workflow
 // preset maps GET workflows to the Workflows entity set.
-func ExampleService_Serve() {
+func ExampleService_ServeFeed() {
 	k2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer alice-token" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -52,7 +52,7 @@ func ExampleService_Serve() {
 
 	r := httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/Workflows?$filter=folder%20eq%20'HR'&$select=id,name", nil)
 	w := httptest.NewRecorder()
-	svc.Serve(w, r, "Workflows", "session-of-alice", token("alice-token"))
+	svc.ServeFeed(w, r, "Workflows", "session-of-alice", token("alice-token"))
 	fmt.Println(w.Code, w.Header().Get("Content-Type"))
 	fmt.Println(w.Body)
 	// Output:

@@ -15,12 +15,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
 // ErrTooManyRows means the upstream returned more rows than Source.MaxRows
 // for one request (501: the bridge does not serve lists that large).
-var ErrTooManyRows = fmt.Errorf("%w: upstream row cap exceeded", odata.ErrNotImplemented)
+var ErrTooManyRows = fault.With(odata.ErrNotImplemented, "upstream row cap exceeded")
 
 // entitySet is an EntitySet compiled for serving.
 type entitySet struct {
@@ -91,7 +92,7 @@ func (c *entitySet) propIndex(name string) (int, bool) {
 
 // list returns every upstream row of a set for one user, from the per-user
 // cache when it is on.
-func (s *Service) list(ctx context.Context, es *entitySet, user string, auth Authorizer) ([]row, error) {
+func (s *Service) list(ctx context.Context, es *entitySet, user string, auth odata.Authorizer) ([]row, error) {
 	if !s.cache.enabled(user) {
 		return s.fetchSet(ctx, es, user, auth)
 	}
@@ -121,7 +122,7 @@ func (s *Service) list(ctx context.Context, es *entitySet, user string, auth Aut
 	}
 }
 
-func (s *Service) fetchSet(ctx context.Context, es *entitySet, user string, auth Authorizer) ([]row, error) {
+func (s *Service) fetchSet(ctx context.Context, es *entitySet, user string, auth odata.Authorizer) ([]row, error) {
 	if es.parent == nil {
 		rows, err := s.fetchPath(ctx, es, es.Path, nil, auth, nil)
 		if err == nil {
@@ -178,10 +179,10 @@ func formatValue(v any) string {
 }
 
 // fetchPath reads one upstream list, page by page, appending to out.
-func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, parent row, auth Authorizer, out []row) ([]row, error) {
+func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, parent row, auth odata.Authorizer, out []row) ([]row, error) {
 	ref, err := url.Parse(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: the upstream path is not a URL path", odata.ErrBadRequest, es.Name)
+		return nil, fault.Withf(odata.ErrBadRequest, "%s: the upstream path is not a URL path", es.Name)
 	}
 	first := s.base.ResolveReference(ref)
 	pg := es.Paging
@@ -197,7 +198,7 @@ func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, par
 			u = withQuery(first, pg, page, offset)
 		}
 		if seen[u.String()] {
-			return nil, fmt.Errorf("%w: %s: the upstream's paging repeats a page", odata.ErrUpstreamUnreachable, es.Name)
+			return nil, fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: the upstream's paging repeats a page", es.Name))
 		}
 		seen[u.String()] = true
 		before := len(out)
@@ -210,7 +211,7 @@ func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, par
 		switch pg.Style {
 		case "page", "offset":
 			if n > pg.Size {
-				return nil, fmt.Errorf("%w: %s: the upstream sent %d rows for a page of %d; check the mapping's paging", odata.ErrUpstreamUnreachable, es.Name, n, pg.Size)
+				return nil, fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: the upstream sent %d rows for a page of %d; check the mapping's paging", es.Name, n, pg.Size))
 			}
 			if n < pg.Size {
 				return out, nil
@@ -224,7 +225,7 @@ func (s *Service) fetchPath(ctx context.Context, es *entitySet, path string, par
 			nu, err := u.Parse(next)
 			if err != nil || nu.Scheme != s.base.Scheme || nu.Host != s.base.Host {
 				// The caller's credentials never leave the source's host.
-				return nil, fmt.Errorf("%w: %s: the upstream's next link leaves the source", odata.ErrUpstreamUnreachable, es.Name)
+				return nil, fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: the upstream's next link leaves the source", es.Name))
 			}
 			u = nu
 		default:
@@ -249,7 +250,7 @@ func withQuery(u *url.URL, pg Paging, page, offset int) *url.URL {
 }
 
 // fetchPage calls the upstream once and stream-decodes its items.
-func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, parent row, auth Authorizer, out []row) ([]row, string, error) {
+func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, parent row, auth odata.Authorizer, out []row) ([]row, string, error) {
 	resp, err := s.get(ctx, es, u, auth)
 	if err != nil {
 		return nil, "", err
@@ -264,21 +265,21 @@ func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, pare
 		if ctx.Err() != nil {
 			return nil, "", ctx.Err()
 		}
-		return nil, "", fmt.Errorf("%w: %s: the upstream answer is not the expected JSON", odata.ErrUpstreamUnreachable, es.Name)
+		return nil, "", fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: the upstream answer is not the expected JSON", es.Name))
 	}
 	if !d.found {
-		return nil, "", fmt.Errorf("%w: %s: the upstream answer has no %q array", odata.ErrUpstreamUnreachable, es.Name, es.Items)
+		return nil, "", fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: the upstream answer has no %q array", es.Name, es.Items))
 	}
 	return d.rows, d.nextURL, nil
 }
 
 // get sends one upstream GET with the caller's credentials. On a 401 it
 // asks the Authorizer to renew once and retries once (DESIGN §7).
-func (s *Service) get(ctx context.Context, es *entitySet, u *url.URL, auth Authorizer) (*http.Response, error) {
+func (s *Service) get(ctx context.Context, es *entitySet, u *url.URL, auth odata.Authorizer) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: bad upstream URL", odata.ErrUpstreamUnreachable, es.Name)
+			return nil, fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: bad upstream URL", es.Name))
 		}
 		req.Header.Set("Accept", "application/json")
 		if auth != nil {
@@ -296,13 +297,13 @@ func (s *Service) get(ctx context.Context, es *entitySet, u *url.URL, auth Autho
 			if attempt == 0 && auth != nil {
 				continue
 			}
-			return nil, fmt.Errorf("%w: %s", odata.ErrUpstreamUnauthorized, es.Name)
+			return nil, fault.Because(odata.ErrUpstreamUnauthorized, fmt.Errorf("%s", es.Name))
 		case resp.StatusCode == http.StatusForbidden:
 			drain(resp)
-			return nil, fmt.Errorf("%w: %s: the upstream answered 403 Forbidden", odata.ErrUpstreamUnauthorized, es.Name)
+			return nil, fault.Because(odata.ErrUpstreamUnauthorized, fmt.Errorf("%s: the upstream answered 403 Forbidden", es.Name))
 		case resp.StatusCode < 200 || resp.StatusCode > 299:
 			drain(resp)
-			return nil, fmt.Errorf("%w: %s: the upstream answered %d", odata.ErrUpstreamUnreachable, es.Name, resp.StatusCode)
+			return nil, fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: the upstream answered %d", es.Name, resp.StatusCode))
 		}
 		return resp, nil
 	}
@@ -319,9 +320,9 @@ func classify(ctx context.Context, es *entitySet, err error) error {
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("%w: %s", odata.ErrUpstreamTimeout, es.Name)
+		return fault.Because(odata.ErrUpstreamTimeout, fmt.Errorf("%s", es.Name))
 	}
-	return fmt.Errorf("%w: %s", odata.ErrUpstreamUnreachable, es.Name)
+	return fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s", es.Name))
 }
 
 // decoder walks an upstream answer token by token: only one item is held
@@ -389,13 +390,13 @@ func (d *decoder) items() error {
 		return nil
 	}
 	if t != json.Delim('[') {
-		return fmt.Errorf("%w: %s: %q is not an array", odata.ErrUpstreamUnreachable, d.es.Name, d.es.Items)
+		return fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: %q is not an array", d.es.Name, d.es.Items))
 	}
 	d.found = true
 	item := map[string]any{} // reused: convert keeps nothing of it
 	for d.dec.More() {
 		if len(d.rows) >= d.max {
-			return fmt.Errorf("%w: %s has more than %d rows upstream; raise the source's max_rows or narrow the mapping's path", ErrTooManyRows, d.es.Name, d.max)
+			return fault.Withf(ErrTooManyRows, "%s has more than %d rows upstream; raise the source's max_rows or narrow the mapping's path", d.es.Name, d.max)
 		}
 		clear(item)
 		if err := d.dec.Decode(&item); err != nil {
@@ -403,7 +404,7 @@ func (d *decoder) items() error {
 		}
 		r, err := d.es.convert(item, d.parent)
 		if err != nil {
-			return fmt.Errorf("%w: %s: upstream item %d: %v", odata.ErrUpstreamUnreachable, d.es.Name, len(d.rows)+1, err)
+			return fault.Because(odata.ErrUpstreamUnreachable, fmt.Errorf("%s: upstream item %d: %v", d.es.Name, len(d.rows)+1, err))
 		}
 		d.rows = append(d.rows, r)
 	}

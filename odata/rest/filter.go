@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -470,11 +471,11 @@ func isLiteralByte(c byte) bool {
 }
 
 func badFilter(pos int, format string, args ...any) error {
-	return fmt.Errorf("%w: $filter: %s (at position %d)", odata.ErrBadRequest, fmt.Sprintf(format, args...), pos+1)
+	return fault.Withf(odata.ErrBadRequest, "$filter: %s (at position %d)", fmt.Sprintf(format, args...), pos+1)
 }
 
 func unsupportedFilter(format string, args ...any) error {
-	return fmt.Errorf("%w: $filter: %s is not supported", odata.ErrNotImplemented, fmt.Sprintf(format, args...))
+	return fault.Withf(odata.ErrNotImplemented, "$filter: %s is not supported", fmt.Sprintf(format, args...))
 }
 
 // filterParser binds names against one entity set while it parses.

@@ -95,7 +95,7 @@ type csdlAnnotation struct {
 func TestMetadataGolden(t *testing.T) {
 	s := presetService(t)
 	w := httptest.NewRecorder()
-	s.Serve(w, httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/$metadata", nil), "$metadata", "alice", nil)
+	s.ServeFeed(w, httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/$metadata", nil), "$metadata", "alice", nil)
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
@@ -185,7 +185,7 @@ func TestMetadataGolden(t *testing.T) {
 func TestServiceDocumentGolden(t *testing.T) {
 	s := presetService(t)
 	w := httptest.NewRecorder()
-	s.Serve(w, httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/", nil), "", "alice", nil)
+	s.ServeFeed(w, httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/", nil), "", "alice", nil)
 	if w.Code != 200 {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
@@ -224,7 +224,7 @@ func TestServiceDocumentGolden(t *testing.T) {
 func TestMetadataFormatJSON(t *testing.T) {
 	s := presetService(t)
 	w := httptest.NewRecorder()
-	s.Serve(w, httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/$metadata?$format=json", nil), "$metadata", "alice", nil)
+	s.ServeFeed(w, httptest.NewRequest(http.MethodGet, "https://bridge.example.com/odata/workflow/$metadata?$format=json", nil), "$metadata", "alice", nil)
 	if w.Code != http.StatusNotImplemented {
 		t.Errorf("$metadata?$format=json: status %d, want 501", w.Code)
 	}

@@ -1,12 +1,12 @@
 package rest
 
 import (
-	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -50,14 +50,14 @@ func parseQuery(raw string, es *entitySet) (*query, error) {
 		k, v, _ := strings.Cut(part, "=")
 		name, err := url.QueryUnescape(k)
 		if err != nil {
-			return nil, fmt.Errorf("%w: the query option name %q is not correctly escaped", odata.ErrBadRequest, k)
+			return nil, fault.Withf(odata.ErrBadRequest, "the query option name %q is not correctly escaped", k)
 		}
 		val, err := url.QueryUnescape(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: the value of %s is not correctly escaped", odata.ErrBadRequest, name)
+			return nil, fault.Withf(odata.ErrBadRequest, "the value of %s is not correctly escaped", name)
 		}
 		if strings.HasPrefix(name, "@") {
-			return nil, fmt.Errorf("%w: the parameter alias %s is not supported", odata.ErrNotImplemented, name)
+			return nil, fault.Withf(odata.ErrNotImplemented, "the parameter alias %s is not supported", name)
 		}
 		dollar := strings.HasPrefix(name, "$")
 		opt := strings.ToLower(strings.TrimPrefix(name, "$"))
@@ -70,14 +70,14 @@ func parseQuery(raw string, es *entitySet) (*query, error) {
 		if !known {
 			switch {
 			case unsupportedOptions[opt]:
-				return nil, fmt.Errorf("%w: the query option $%s is not supported", odata.ErrNotImplemented, opt)
+				return nil, fault.Withf(odata.ErrNotImplemented, "the query option $%s is not supported", opt)
 			case dollar:
-				return nil, fmt.Errorf("%w: unknown system query option %s", odata.ErrBadRequest, name)
+				return nil, fault.Withf(odata.ErrBadRequest, "unknown system query option %s", name)
 			}
 			continue // a custom query option
 		}
 		if seen[opt] {
-			return nil, fmt.Errorf("%w: the query option $%s is given more than once", odata.ErrBadRequest, opt)
+			return nil, fault.Withf(odata.ErrBadRequest, "the query option $%s is given more than once", opt)
 		}
 		seen[opt] = true
 		if es == nil {
@@ -112,7 +112,7 @@ func (q *query) set(opt, val string, es *entitySet) error {
 			q.count = true
 		case "false":
 		default:
-			err = fmt.Errorf("%w: $count must be true or false, got %q", odata.ErrBadRequest, val)
+			err = fault.Withf(odata.ErrBadRequest, "$count must be true or false, got %q", val)
 		}
 	case "skiptoken":
 		if val == "" {
@@ -122,7 +122,7 @@ func (q *query) set(opt, val string, es *entitySet) error {
 	case "format":
 		f := strings.ToLower(strings.TrimSpace(val))
 		if f != "json" && !strings.HasPrefix(f, "application/json") {
-			err = fmt.Errorf("%w: $format=%s is not supported; only json is served", odata.ErrNotImplemented, val)
+			err = fault.Withf(odata.ErrNotImplemented, "$format=%s is not supported; only json is served", val)
 		}
 	}
 	return err
@@ -131,7 +131,7 @@ func (q *query) set(opt, val string, es *entitySet) error {
 func parseCount(opt, val string) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(val))
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: %s must be a non-negative integer, got %q", odata.ErrBadRequest, opt, val)
+		return 0, fault.Withf(odata.ErrBadRequest, "%s must be a non-negative integer, got %q", opt, val)
 	}
 	return n, nil
 }
@@ -144,13 +144,13 @@ func parseSelect(val string, es *entitySet) ([]int, error) {
 		case item == "*":
 			return nil, nil
 		case item == "":
-			return nil, fmt.Errorf("%w: $select has an empty item", odata.ErrBadRequest)
+			return nil, fault.With(odata.ErrBadRequest, "$select has an empty item")
 		case strings.ContainsAny(item, "/()"):
-			return nil, fmt.Errorf("%w: $select item %q is not supported; select properties by name", odata.ErrNotImplemented, item)
+			return nil, fault.Withf(odata.ErrNotImplemented, "$select item %q is not supported; select properties by name", item)
 		}
 		i, ok := es.propIndex(item)
 		if !ok {
-			return nil, fmt.Errorf("%w: $select: %s has no property %q", odata.ErrBadRequest, es.Name, item)
+			return nil, fault.Withf(odata.ErrBadRequest, "$select: %s has no property %q", es.Name, item)
 		}
 		idx = append(idx, i)
 	}
@@ -163,14 +163,14 @@ func parseOrderBy(val string, es *entitySet) ([]orderKey, error) {
 	for item := range strings.SplitSeq(val, ",") {
 		fields := strings.Fields(item)
 		if len(fields) == 0 {
-			return nil, fmt.Errorf("%w: $orderby has an empty item", odata.ErrBadRequest)
+			return nil, fault.With(odata.ErrBadRequest, "$orderby has an empty item")
 		}
 		if len(fields) > 2 || strings.ContainsAny(fields[0], "/()'") {
-			return nil, fmt.Errorf("%w: $orderby item %q is not supported; order by property names with asc or desc", odata.ErrNotImplemented, strings.TrimSpace(item))
+			return nil, fault.Withf(odata.ErrNotImplemented, "$orderby item %q is not supported; order by property names with asc or desc", strings.TrimSpace(item))
 		}
 		i, ok := es.propIndex(fields[0])
 		if !ok {
-			return nil, fmt.Errorf("%w: $orderby: %s has no property %q", odata.ErrBadRequest, es.Name, fields[0])
+			return nil, fault.Withf(odata.ErrBadRequest, "$orderby: %s has no property %q", es.Name, fields[0])
 		}
 		k := orderKey{idx: i}
 		if len(fields) == 2 {
@@ -179,7 +179,7 @@ func parseOrderBy(val string, es *entitySet) ([]orderKey, error) {
 			case "desc":
 				k.desc = true
 			default:
-				return nil, fmt.Errorf("%w: $orderby direction must be asc or desc, got %q", odata.ErrBadRequest, fields[1])
+				return nil, fault.Withf(odata.ErrBadRequest, "$orderby direction must be asc or desc, got %q", fields[1])
 			}
 		}
 		keys = append(keys, k)

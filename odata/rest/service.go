@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -35,12 +35,6 @@ type Source struct {
 	CacheTTL time.Duration
 	// CacheRows bounds the rows the cache holds for all users together; zero: 4 × MaxRows.
 	CacheRows int
-}
-
-// Authorizer sets the upstream credentials on an outgoing request (the
-// connector implements it; renew is true on one retry after an upstream 401).
-type Authorizer interface {
-	Authorize(ctx context.Context, out *http.Request, renew bool) error
 }
 
 // Options are the collaborators of a Service.
@@ -133,24 +127,27 @@ func New(src Source, opts Options) (*Service, error) {
 	return s, nil
 }
 
-// Serve answers one OData request; path is the escaped remainder after
+// ServeFeed answers one OData request; path is the escaped remainder after
 // "/odata/{source}/" ("" = service document); user is an opaque per-user
-// cache key.
-func (s *Service) Serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
+// cache key; auth sets the upstream credentials (nil: none).
+func (s *Service) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 	odata.Isolate(w.Header()) // errors included, like every response under /odata
 	if err := s.serve(w, r, path, user, auth); err != nil {
 		s.onError(w, r, err)
 	}
 }
 
-func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) error {
+// Version is the OData version a Service speaks: always 4.0.
+func (s *Service) Version() string { return odata.Version4 }
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return fmt.Errorf("%w: %s; the service is read-only", odata.ErrNotImplemented, r.Method)
+		return fault.Withf(odata.ErrNotImplemented, "%s; the service is read-only", r.Method)
 	}
 	path = strings.TrimPrefix(path, "/")
 	unescaped, err := url.PathUnescape(path)
 	if err != nil {
-		return fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
+		return fault.With(odata.ErrBadRequest, "the path is not correctly escaped")
 	}
 	switch unescaped {
 	case "":
@@ -161,7 +158,7 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user strin
 	case "$metadata":
 		return s.writeMetadata(w, r)
 	case "$batch":
-		return fmt.Errorf("%w: $batch", odata.ErrNotImplemented)
+		return fault.With(odata.ErrNotImplemented, "$batch")
 	}
 	res, err := s.resolve(path)
 	if err != nil {
@@ -207,25 +204,25 @@ func (s *Service) resolve(path string) (resource, error) {
 	escSeg, escRest, _ := strings.Cut(path, "/")
 	seg, err := url.PathUnescape(escSeg)
 	if err != nil {
-		return resource{}, fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
+		return resource{}, fault.With(odata.ErrBadRequest, "the path is not correctly escaped")
 	}
 	rest, err := url.PathUnescape(escRest)
 	if err != nil {
-		return resource{}, fmt.Errorf("%w: the path is not correctly escaped", odata.ErrBadRequest)
+		return resource{}, fault.With(odata.ErrBadRequest, "the path is not correctly escaped")
 	}
 	name, keyPart, hasKey := strings.Cut(seg, "(")
 	es, ok := s.lookupSet(name)
 	if !ok {
 		if strings.HasPrefix(name, "$") {
-			return resource{}, fmt.Errorf("%w: the resource %s", odata.ErrNotImplemented, name)
+			return resource{}, fault.Withf(odata.ErrNotImplemented, "the resource %s", name)
 		}
-		return resource{}, fmt.Errorf("%w: no entity set %q in this service", odata.ErrNotFound, name)
+		return resource{}, fault.Withf(odata.ErrNotFound, "no entity set %q in this service", name)
 	}
 	res := resource{set: es, hasKey: hasKey}
 	if hasKey {
 		inner, ok := strings.CutSuffix(keyPart, ")")
 		if !ok {
-			return resource{}, fmt.Errorf("%w: the key of %s is not closed with )", odata.ErrBadRequest, es.Name)
+			return resource{}, fault.Withf(odata.ErrBadRequest, "the key of %s is not closed with )", es.Name)
 		}
 		if res.key, err = es.parseKey(inner); err != nil {
 			return resource{}, err
@@ -236,9 +233,9 @@ func (s *Service) resolve(path string) (resource, error) {
 	case rest == "$count" && !hasKey:
 		res.count = true
 	case hasKey:
-		return resource{}, fmt.Errorf("%w: the path segment %q after an entity; request the entity and $select instead", odata.ErrNotImplemented, rest)
+		return resource{}, fault.Withf(odata.ErrNotImplemented, "the path segment %q after an entity; request the entity and $select instead", rest)
 	default:
-		return resource{}, fmt.Errorf("%w: the path segment %q after an entity set", odata.ErrNotImplemented, rest)
+		return resource{}, fault.Withf(odata.ErrNotImplemented, "the path segment %q after an entity set", rest)
 	}
 	return res, nil
 }
@@ -264,13 +261,13 @@ func (s *Service) lookupSet(name string) (*entitySet, bool) {
 func (c *entitySet) parseKey(s string) (any, error) {
 	if name, val, ok := strings.Cut(s, "="); ok && !strings.HasPrefix(strings.TrimSpace(s), "'") {
 		if i, found := c.propIndex(strings.TrimSpace(name)); !found || i != c.key {
-			return nil, fmt.Errorf("%w: %s is keyed by %s, not %q", odata.ErrBadRequest, c.Name, c.Key, name)
+			return nil, fault.Withf(odata.ErrBadRequest, "%s is keyed by %s, not %q", c.Name, c.Key, name)
 		}
 		s = val
 	}
 	toks, err := lex(strings.TrimSpace(s))
 	if err != nil || len(toks) != 2 {
-		return nil, fmt.Errorf("%w: the key of %s must be one literal, such as ('abc') or (42)", odata.ErrBadRequest, c.Name)
+		return nil, fault.Withf(odata.ErrBadRequest, "the key of %s must be one literal, such as ('abc') or (42)", c.Name)
 	}
 	var lit any
 	var k kind
@@ -280,15 +277,15 @@ func (c *entitySet) parseKey(s string) (any, error) {
 	case tLiteral:
 		e, err := parseLiteral(toks[0])
 		if err != nil {
-			return nil, fmt.Errorf("%w: the key of %s must be one literal, such as ('abc') or (42)", odata.ErrBadRequest, c.Name)
+			return nil, fault.Withf(odata.ErrBadRequest, "the key of %s must be one literal, such as ('abc') or (42)", c.Name)
 		}
 		l := e.(litExpr)
 		lit, k = l.v, l.k
 	default:
-		return nil, fmt.Errorf("%w: the key of %s must be one literal, such as ('abc') or (42)", odata.ErrBadRequest, c.Name)
+		return nil, fault.Withf(odata.ErrBadRequest, "the key of %s must be one literal, such as ('abc') or (42)", c.Name)
 	}
 	if k != c.kinds[c.key] {
-		return nil, fmt.Errorf("%w: the key %s of %s is %s, got a literal of type %s", odata.ErrBadRequest, c.Key, c.Name, c.Properties[c.key].typ(), k)
+		return nil, fault.Withf(odata.ErrBadRequest, "the key %s of %s is %s, got a literal of type %s", c.Key, c.Name, c.Properties[c.key].typ(), k)
 	}
 	return lit, nil
 }

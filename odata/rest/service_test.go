@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/odata-bridge/bridge/internal/fixtures"
+	"github.com/odata-bridge/bridge/odata"
 )
 
 func TestEntitySet(t *testing.T) {
@@ -76,7 +77,7 @@ func TestServiceRootFromRequest(t *testing.T) {
 
 // follow reads a feed to its end through @odata.nextLink and returns every
 // key in the order received, and the pages seen.
-func follow(t *testing.T, s *Service, first, user string, auth Authorizer, header ...string) (keys []string, pages []feed) {
+func follow(t *testing.T, s *Service, first, user string, auth odata.Authorizer, header ...string) (keys []string, pages []feed) {
 	t.Helper()
 	next := first
 	for next != "" {
@@ -423,7 +424,7 @@ func TestUnsupportedAndBadRequests(t *testing.T) {
 	}
 	r, _ := http.NewRequest(http.MethodPost, publicBase+"Tasks", nil)
 	w := httptest.NewRecorder()
-	s.Serve(w, r, "Tasks", "alice", auth)
+	s.ServeFeed(w, r, "Tasks", "alice", auth)
 	if w.Code != 501 {
 		t.Errorf("POST: status %d, want 501", w.Code)
 	}
@@ -736,7 +737,7 @@ func TestHeadRequest(t *testing.T) {
 	s := newTestService(t, u, nil)
 	r := httptest.NewRequest(http.MethodHead, publicBase+"Workflows", nil)
 	w := httptest.NewRecorder()
-	s.Serve(w, r, "Workflows", "alice", &bearer{token: "alice"})
+	s.ServeFeed(w, r, "Workflows", "alice", &bearer{token: "alice"})
 	if w.Code != 200 || w.Header().Get("OData-Version") != "4.0" {
 		t.Errorf("HEAD: status %d OData-Version %q", w.Code, w.Header().Get("OData-Version"))
 	}
@@ -760,7 +761,7 @@ func TestConcurrentUsersStayIsolated(t *testing.T) {
 				r := httptest.NewRequest(http.MethodGet, strings.Replace(publicBase, "https://bridge.example.com", "", 1)+strings.TrimPrefix(next, publicBase), nil)
 				path := strings.TrimPrefix(r.URL.EscapedPath(), "/odata/workflow/")
 				w := httptest.NewRecorder()
-				s.Serve(w, r, path, user, &bearer{token: user})
+				s.ServeFeed(w, r, path, user, &bearer{token: user})
 				var f feed
 				if err := json.Unmarshal(w.Body.Bytes(), &f); err != nil || w.Code != 200 {
 					keys = append(keys, fmt.Sprintf("error %d", w.Code))
@@ -850,7 +851,7 @@ func TestUpstreamTimeout(t *testing.T) {
 	}
 }
 
-// failingAuth is an Authorizer whose token store is down.
+// failingAuth is an odata.Authorizer whose token store is down.
 type failingAuth struct{}
 
 var errStoreDown = errors.New("token store unavailable")
@@ -868,7 +869,7 @@ func TestAuthorizerErrorIsHandedOn(t *testing.T) {
 	}
 	get(t, s, "Tasks", "alice", failingAuth{})
 	if !errors.Is(got, errStoreDown) {
-		t.Errorf("ErrorHandler got %v, want the Authorizer's error", got)
+		t.Errorf("ErrorHandler got %v, want the odata.Authorizer's error", got)
 	}
 	if u.calls.Load() != 0 {
 		t.Errorf("the upstream was called without credentials")

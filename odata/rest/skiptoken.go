@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"fmt"
 	"strings"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -41,7 +41,7 @@ func (s *Service) mac(payload []byte, fingerprint string) []byte {
 	return m.Sum(nil)[:skipTokenMAC]
 }
 
-var errBadSkipToken = fmt.Errorf("%w: the $skiptoken is invalid or does not belong to this query; follow @odata.nextLink unchanged", odata.ErrBadRequest)
+var errBadSkipToken = fault.With(odata.ErrBadRequest, "the $skiptoken is invalid or does not belong to this query; follow @odata.nextLink unchanged")
 
 func (s *Service) verifySkipToken(tok, fingerprint string) (skipToken, error) {
 	// The decoder skips CR and LF; a token must be exactly what was signed.

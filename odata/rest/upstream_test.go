@@ -163,7 +163,7 @@ func makeTasks(user string, n int) []map[string]any {
 	return tasks
 }
 
-// bearer is a test Authorizer: it sends token, or renewed after a 401.
+// bearer is a test odata.Authorizer: it sends token, or renewed after a 401.
 type bearer struct {
 	token, renewed string
 	renews         int
@@ -179,7 +179,7 @@ func (b *bearer) Authorize(_ context.Context, out *http.Request, renew bool) err
 	return nil
 }
 
-var _ Authorizer = (*bearer)(nil)
+var _ odata.Authorizer = (*bearer)(nil)
 
 // statusOf maps the odata sentinels as the connector does.
 func statusOf(err error) int {
@@ -227,7 +227,7 @@ func newTestService(t *testing.T, u *k2Upstream, edit func(*Source)) *Service {
 }
 
 // get serves one request; target is a full bridge URL or a path under the service root.
-func get(t *testing.T, s *Service, target, user string, auth Authorizer, header ...string) *httptest.ResponseRecorder {
+func get(t *testing.T, s *Service, target, user string, auth odata.Authorizer, header ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	if !strings.HasPrefix(target, "http") {
 		target = publicBase + target
@@ -241,7 +241,7 @@ func get(t *testing.T, s *Service, target, user string, auth Authorizer, header 
 		t.Fatalf("target %q is not under /odata/workflow/", target)
 	}
 	w := httptest.NewRecorder()
-	s.Serve(w, r, path, user, auth)
+	s.ServeFeed(w, r, path, user, auth)
 	return w
 }
 

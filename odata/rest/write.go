@@ -1,7 +1,6 @@
 package rest
 
 import (
-	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -10,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -50,7 +50,7 @@ func (s *Service) writeMetadata(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	for k, v := range q {
 		if strings.EqualFold(strings.TrimPrefix(k, "$"), "format") && len(v) > 0 && !strings.Contains(strings.ToLower(v[0]), "xml") {
-			return fmt.Errorf("%w: $metadata is served as CSDL XML only", odata.ErrNotImplemented)
+			return fault.With(odata.ErrNotImplemented, "$metadata is served as CSDL XML only")
 		}
 	}
 	h := w.Header()
@@ -95,7 +95,7 @@ func (s *Service) writeEntity(w http.ResponseWriter, r *http.Request, path strin
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s has no entity with key %s", odata.ErrNotFound, es.Name, formatValue(res.key))
+	return fault.Withf(odata.ErrNotFound, "%s has no entity with key %s", es.Name, formatValue(res.key))
 }
 
 func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path string, es *entitySet, q *query, rows []row) error {
