@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -37,17 +38,17 @@ func classify(err error) failure {
 	switch {
 	case errors.Is(err, errNoCredentials):
 		return failure{status: http.StatusUnauthorized, code: "Unauthorized", message: "Sign in: use a bridge token (Bearer) or a feed key (Basic)."}
-	case errors.Is(err, errBadCredentials), errors.Is(err, tokencache.ErrNotFound), errors.Is(err, tokencache.ErrReused):
+	case errors.Is(err, errBadCredentials), errors.Is(err, idp.ErrInvalidToken), errors.Is(err, tokencache.ErrNotFound), errors.Is(err, tokencache.ErrReused):
 		return failure{status: http.StatusUnauthorized, code: "InvalidToken", message: "The credentials are invalid, expired or revoked. Sign in again.", bearer: true}
 	case errors.Is(err, tokencache.ErrSessionEnded):
 		return failure{status: http.StatusUnauthorized, code: "SessionEnded", message: "The identity provider ended the session. Sign in again.", bearer: true}
 	case errors.Is(err, errCSRF):
 		return failure{status: http.StatusForbidden, code: "Forbidden", message: "The request did not come from the sign-in page (CSRF token missing or wrong)."}
-	case errors.Is(err, errConsentRequired):
+	case errors.Is(err, idp.ErrConsentRequired):
 		return failure{status: http.StatusForbidden, code: "ConsentRequired", message: clientMessage(err)}
-	case errors.Is(err, ErrBadTenant):
+	case errors.Is(err, idp.ErrBadTenant):
 		return failure{status: http.StatusBadRequest, code: "BadRequest", message: clientMessage(err)}
-	case errors.Is(err, errEntraOff), errors.Is(err, errNoRefresh):
+	case errors.Is(err, idp.ErrNotConfigured), errors.Is(err, errNoRefresh):
 		return failure{status: http.StatusNotFound, code: "NotFound", message: clientMessage(err)}
 	case errors.Is(err, errRefreshForbidden):
 		return failure{status: http.StatusForbidden, code: "UpstreamForbidden", message: "The upstream service refused the refresh for this account."}
@@ -55,7 +56,7 @@ func classify(err error) failure {
 		return failure{status: http.StatusBadGateway, code: "UpstreamError", message: "The upstream service could not refresh."}
 	case errors.Is(err, errRateLimited):
 		return failure{status: http.StatusTooManyRequests, code: "TooManyRequests", message: "Too many requests. Retry after the time in Retry-After."}
-	case errors.Is(err, tokencache.ErrProviderUnavailable), errors.Is(err, ErrProviderDown):
+	case errors.Is(err, tokencache.ErrProviderUnavailable), errors.Is(err, idp.ErrUnavailable):
 		return failure{status: http.StatusServiceUnavailable, code: "ProviderUnavailable", message: "The identity provider is unavailable. Retry later.", retry: true}
 	case errors.Is(err, tokencache.ErrUnavailable):
 		return failure{status: http.StatusServiceUnavailable, code: "StoreUnavailable", message: "The token store is unavailable. Retry later.", retry: true}

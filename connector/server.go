@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -50,11 +51,11 @@ var _ Store = (*tokencache.Store)(nil)
 // IdentityProvider is what the connector needs from the identity provider.
 type IdentityProvider interface {
 	AuthCodeURL(ctx context.Context, state, nonce, verifier string) (string, error)
-	Exchange(ctx context.Context, code, verifier, nonce string) (Identity, *oauth2.Token, error)
+	Exchange(ctx context.Context, code, verifier, nonce string) (idp.Identity, *oauth2.Token, error)
 	Ping(ctx context.Context) error
 }
 
-var _ IdentityProvider = (*Provider)(nil)
+var _ IdentityProvider = (*idp.Provider)(nil)
 
 // Authorizer sets the upstream credentials of one relayed request; renew is
 // true on the single retry after an upstream 401.
@@ -103,7 +104,7 @@ type Options struct {
 	Now            func() time.Time      // zero: time.Now; drives code and state expiry
 	CookieKey      []byte                // 32 bytes sealing the sign-in page's cookie; zero: random per process
 	Extra          func(r gin.IRouter)   // further routes, for tests
-	Entra          EntraOptions          // admin consent and organizational accounts; zero: off
+	Entra          idp.EntraConfig       // admin consent and organizational accounts; zero: off
 }
 
 // Server is the bridge's http.Handler.
@@ -118,7 +119,7 @@ type Server struct {
 	metrics   *metrics
 	gather    prometheus.Gatherer
 	cookieKey []byte
-	entra     *entra // nil: Entra ID off
+	entra     *idp.Entra // nil: Entra ID off
 }
 
 // New builds the gin engine with every route of the bridge.
@@ -169,9 +170,21 @@ func New(opts Options) (*Server, error) {
 	default:
 		return nil, errors.New("connector: the cookie key must be 32 bytes")
 	}
-	if s.entra, err = newEntra(opts, pub.String()); err != nil {
-		return nil, err
+	entra := opts.Entra
+	entra.PublicURL = pub.String()
+	if entra.Cache == nil && entra.OrgAccount {
+		entra.Cache = opts.Store
 	}
+	if entra.Logger == nil {
+		entra.Logger = opts.Logger
+	}
+	if entra.Now == nil {
+		entra.Now = opts.Now
+	}
+	if s.entra, err = idp.NewEntra(entra); err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	s.opts.Entra = entra
 	for _, c := range opts.Clients {
 		s.clients[c.ID] = c
 	}

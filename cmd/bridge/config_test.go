@@ -181,7 +181,7 @@ func TestBadConfigs(t *testing.T) {
 		},
 		{
 			name: "org_account without a resource",
-			yaml: "public_url: \"https://bridge.example.com\"\nsources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\"}]\nidp: {issuer: \"https://login.microsoftonline.com/common/v2.0\", client_id: \"c\", entra: {org_account: true}}\n",
+			yaml: "public_url: \"https://bridge.example.com\"\nsources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\"}]\nidp: {issuer: \"https://login.microsoftonline.com/common/v2.0\", client_id: \"c\", entra: {org_account: true, allowed_tenants: [\"contoso.onmicrosoft.com\"]}}\n",
 			want: "sources[0].resource: is required with idp.entra.org_account (or idp.resource): the resource of the on-behalf-of exchange",
 		},
 		{
@@ -292,7 +292,8 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "auth_url without token_url",
 			yaml: cfgBase + "  auth_url: \"https://login.example.com/authorize\"\n",
-			want: "idp.token_url: is required with idp.auth_url",
+			want: "idp.token_url: is required with idp.auth_url\n" +
+				"idp.jwks_url: is required with idp.auth_url and idp.token_url: ID tokens are verified against its keys",
 		},
 		{
 			name: "client redirect URI relative",
@@ -644,6 +645,7 @@ func TestEnvOverrides(t *testing.T) {
 		"BRIDGE_TRUSTED_PROXIES":         "10.0.0.0/8,192.0.2.7",
 		"BRIDGE_IDP_CLIENT_SECRET":       "from-env",
 		"BRIDGE_IDP_ENTRA_ORG_ACCOUNT":   "true",
+		"BRIDGE_IDP_ENTRA_TENANT":        "contoso.onmicrosoft.com",
 		"BRIDGE_IDP_RESOURCE":            "https://api.k2.com",
 		"BRIDGE_SESSION_ACCESS_TTL":      "90s",
 		"BRIDGE_SOURCES_0_BATCH":         "1",
