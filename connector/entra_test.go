@@ -19,6 +19,7 @@ import (
 	"github.com/odata-bridge/bridge/idp/idptest"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
+	"golang.org/x/oauth2"
 )
 
 // upstreamLog records what reached the upstream of a test source.
@@ -455,5 +456,46 @@ func BenchmarkOrgAccountCachedPage(b *testing.B) {
 	}
 	if n := eb.idp.OBOCalls.Load(); n != 1 {
 		b.Errorf("OBO calls = %d, want 1", n)
+	}
+}
+
+// TestOrgAccountTenants: on sources that need no on-behalf-of exchange, a
+// valid token of a tenant the bridge does not accept is still refused with
+// 401, and one of an allowed tenant (named by domain) is served.
+func TestOrgAccountTenants(t *testing.T) {
+	for _, auth := range []string{"none", "client-credentials"} {
+		t.Run(auth, func(t *testing.T) {
+			b := newEntraBridge(t, func(o *idp.EntraConfig, src *Source) {
+				o.AllowedTenants = []string{tenantADomain}
+				src.Auth, src.Resource = auth, ""
+				src.Service = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "service-token"})
+			})
+			for _, tok := range []string{
+				b.idp.Token(t, tenantB, "mallory", b.url, nil),
+				b.idp.Token(t, tenantB, "mallory", b.url, map[string]any{"iss": idptest.V1Issuer(tenantB), "ver": "1.0"}),
+			} {
+				resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(tok))
+				if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "InvalidToken") {
+					t.Errorf("token of a foreign tenant: status %d, body %s; want 401 InvalidToken", resp.StatusCode, body)
+				}
+			}
+			if n := b.upstream.calls.Load(); n != 0 {
+				t.Errorf("upstream calls after foreign tokens = %d, want 0", n)
+			}
+			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.Token(t, tenantA, "alice", b.url, nil)))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("token of the allowed tenant: status %d, body %s; want 200", resp.StatusCode, body)
+			}
+			want := ""
+			if auth == "client-credentials" {
+				want = "Bearer service-token"
+			}
+			if got := upstreamAuth(t, body); got != want {
+				t.Errorf("upstream Authorization = %q, want %q", got, want)
+			}
+			if n := b.idp.OBOCalls.Load(); n != 0 {
+				t.Errorf("OBO calls = %d, want 0 for auth %s", n, auth)
+			}
+		})
 	}
 }
