@@ -104,7 +104,7 @@ type Options struct {
 	Now            func() time.Time      // zero: time.Now; drives code and state expiry
 	CookieKey      []byte                // 32 bytes sealing the sign-in page's cookie; zero: random per process
 	Extra          func(r gin.IRouter)   // further routes, for tests
-	Entra          idp.EntraConfig       // admin consent and organizational accounts; zero: off
+	Entra          idp.EntraConfig       // admin consent and organizational accounts; zero: off. New sets its PublicURL, and its Cache, Logger and Now from these options when zero
 }
 
 // Server is the bridge's http.Handler.

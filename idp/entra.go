@@ -36,19 +36,19 @@ var _ Cache = (*tokencache.Store)(nil)
 // EntraConfig configures Entra ID (Azure AD) admin consent and the
 // "Organizational account" sign-in on /odata. The zero value turns both off.
 type EntraConfig struct {
-	Authority      string       // Entra login host; zero: https://login.microsoftonline.com
-	Tenant         string       // pins one tenant (ID or domain name); zero: the multi-tenant "common"
-	AllowedTenants []string     // further tenants (IDs or domain names) whose tokens are accepted; zero: only Tenant
-	ClientID       string       // the bridge's application (client) ID; zero: admin consent and on-behalf-of are off
-	ClientSecret   string       // the bridge's client secret, sent only to Entra's token endpoint
-	ConsentScope   string       // scope of the admin-consent request; zero: https://graph.microsoft.com/.default
-	OrgAccount     bool         // accept Entra access tokens on /odata and exchange them on-behalf-of; zero: off
-	AppIDURI       string       // audience of incoming Entra tokens; zero: PublicURL
-	PublicURL      string       // the bridge's public URL: its callback and the default audience
-	HTTPClient     *http.Client // discovery, keys, token and K2 refresh requests; zero: a client with a 30 s timeout
-	Cache          Cache        // on-behalf-of results; required with OrgAccount
-	Logger         *slog.Logger // zero: discard
-	Now            func() time.Time
+	Authority      string           // Entra login host; zero: https://login.microsoftonline.com
+	Tenant         string           // pins one tenant (ID or domain name); zero: the multi-tenant "common"
+	AllowedTenants []string         // further tenants (IDs or domain names) whose tokens are accepted; zero: only Tenant
+	ClientID       string           // the bridge's application (client) ID; zero: admin consent and on-behalf-of are off
+	ClientSecret   string           // the bridge's client secret, sent only to Entra's token endpoint
+	ConsentScope   string           // scope of the admin-consent request; zero: https://graph.microsoft.com/.default
+	OrgAccount     bool             // accept Entra access tokens on /odata and exchange them on-behalf-of; zero: off
+	AppIDURI       string           // audience of incoming Entra tokens; zero: PublicURL
+	PublicURL      string           // the bridge's public URL: its callback and the default audience; required
+	HTTPClient     *http.Client     // discovery, keys, token and K2 refresh requests; zero: a client with a 30 s timeout
+	Cache          Cache            // on-behalf-of results; required with OrgAccount
+	Logger         *slog.Logger     // zero: discard
+	Now            func() time.Time // zero: time.Now
 }
 
 // DefaultAuthority is Entra ID's global login host.
@@ -74,7 +74,7 @@ func (o EntraConfig) tenantSegment() string {
 // the allowed ones.
 func (o EntraConfig) accepted() []string {
 	var ts []string
-	if !SharedTenant(o.Tenant) {
+	if !sharedTenant(o.Tenant) {
 		ts = append(ts, o.Tenant)
 	}
 	return append(ts, o.AllowedTenants...)
@@ -182,9 +182,6 @@ func NewEntra(cfg EntraConfig) (*Entra, error) {
 	}
 	return e, nil
 }
-
-// Config returns the configuration e was made with.
-func (e *Entra) Config() EntraConfig { return e.cfg }
 
 // discover reads the v2 and v1 discovery documents once they answer: the
 // key set and the issuer templates of both token versions, and the IDs of

@@ -35,9 +35,9 @@ func ValidTenant(s string) bool {
 	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
-// SharedTenant reports whether an Entra tenant segment is one of the
+// sharedTenant reports whether an Entra tenant segment is one of the
 // multi-tenant ones, which name no tenant of their own.
-func SharedTenant(s string) bool {
+func sharedTenant(s string) bool {
 	switch strings.ToLower(s) {
 	case "", "common", "organizations", "consumers":
 		return true
