@@ -1110,3 +1110,12 @@ func TestMultiTenantOrgAccountExitsTwo(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactedJWKSURL: a password in idp.jwks_url is redacted like the
+// other identity-provider URLs.
+func TestRedactedJWKSURL(t *testing.T) {
+	cfg := &Config{IdP: IdPConfig{JWKSURL: "https://svc:jwks-secret@login.example.com/keys"}}
+	if got, want := cfg.Redacted().IdP.JWKSURL, "https://svc:REDACTED@login.example.com/keys"; got != want {
+		t.Errorf("redacted jwks_url = %q, want %q", got, want)
+	}
+}
