@@ -10,6 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -82,18 +83,17 @@ func (u *audienceUpstream) ServeFeed(w http.ResponseWriter, r *http.Request, pat
 func (u *audienceUpstream) Version() string { return odata.Version4 }
 
 func TestSourceTokensAreAudienceBound(t *testing.T) {
-	var idp *audienceIdP
 	k2, crm, hr := &audienceUpstream{t: t}, &audienceUpstream{t: t}, &audienceUpstream{t: t}
-	b := newBridge(t, func(*Provider) []Source {
+	b := newBridge(t, func(*idp.Provider) []Source {
 		return []Source{
 			{Name: "k2", Kind: "odata", Auth: AuthUser, Feed: k2, Audience: &tokencache.Audience{Name: "k2", Resource: "https://api.k2.example"}},
 			{Name: "crm", Kind: "odata", Auth: AuthUser, Feed: crm, Audience: &tokencache.Audience{Name: "crm", Resource: "https://crm.example"}},
 			{Name: "hr", Kind: "odata", Auth: AuthUser, Feed: hr, Audience: &tokencache.Audience{Name: "hr", Resource: "https://hr.example"}},
 		}
 	})
-	idp = &audienceIdP{testIdP: b.idp, refuse: "https://hr.example", grants: map[string]int{}}
-	k2.idp, crm.idp, hr.idp = idp, idp, idp
-	b.idp.setFail(idp.serve)
+	aidp := &audienceIdP{testIdP: b.idp, refuse: "https://hr.example", grants: map[string]int{}}
+	k2.idp, crm.idp, hr.idp = aidp, aidp, aidp
+	b.idp.setFail(aidp.serve)
 	access, _ := b.signIn(t)
 
 	for page := range 3 {
@@ -117,11 +117,11 @@ func TestSourceTokensAreAudienceBound(t *testing.T) {
 			}
 		}
 	}
-	idp.mu.Lock()
-	if idp.grants["https://api.k2.example"] != 1 || idp.grants["https://crm.example"] != 1 {
-		t.Errorf("token grants per resource = %v, want one each for three pages", idp.grants)
+	aidp.mu.Lock()
+	if aidp.grants["https://api.k2.example"] != 1 || aidp.grants["https://crm.example"] != 1 {
+		t.Errorf("token grants per resource = %v, want one each for three pages", aidp.grants)
 	}
-	idp.mu.Unlock()
+	aidp.mu.Unlock()
 
 	// A refused grant is an OData error naming the source; the session lives on.
 	resp, body := b.get(t, "/odata/hr/Items", bearer(access))

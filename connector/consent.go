@@ -14,6 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -24,11 +25,11 @@ func (s *Server) adminConsent(c *gin.Context) {
 	u := ""
 	switch {
 	case s.entra == nil:
-		err = fault.With(errEntraOff, "the bridge has no Entra client ID")
+		err = fault.With(idp.ErrNotConfigured, "the bridge has no Entra client ID")
 	case len(c.Request.URL.Query()["tenant"]) > 1:
-		err = fault.With(ErrBadTenant, "name one tenant")
+		err = fault.With(idp.ErrBadTenant, "name one tenant")
 	default:
-		u, err = s.entra.opts.AdminConsentURL(s.public.String(), c.Query("tenant"))
+		u, err = s.opts.Entra.AdminConsentURL(s.public.String(), c.Query("tenant"))
 	}
 	if err != nil {
 		f := classify(err)
@@ -89,15 +90,15 @@ func (s *Server) consentPage(c *gin.Context, status int, v consentView) {
 func (s *Server) consentResult(c *gin.Context) {
 	q := c.Request.URL.Query()
 	tenant := q.Get("tenant")
-	if !ValidTenant(tenant) {
+	if !idp.ValidTenant(tenant) {
 		tenant = ""
 	}
 	retry, howto := s.url("/admin/consent"), ""
 	switch {
 	case tenant != "":
 		retry += "?tenant=" + url.QueryEscape(tenant)
-	case s.entra != nil && s.entra.opts.Tenant != "":
-		retry += "?tenant=" + url.QueryEscape(s.entra.opts.Tenant)
+	case s.entra != nil && s.opts.Entra.Tenant != "":
+		retry += "?tenant=" + url.QueryEscape(s.opts.Entra.Tenant)
 	default:
 		// Entra's error answers do not name the tenant.
 		howto = "To start again, open " + retry + "?tenant= followed by your tenant ID or primary domain name."

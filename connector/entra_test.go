@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
+	"github.com/odata-bridge/bridge/idp"
+	"github.com/odata-bridge/bridge/idp/idptest"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
+	"golang.org/x/oauth2"
 )
 
 // upstreamLog records what reached the upstream of a test source.
@@ -56,19 +57,19 @@ func (u *upstreamLog) feed(w http.ResponseWriter, r *http.Request, path, user st
 // the test Entra identity provider.
 type entraBridge struct {
 	url      string
-	idp      *entraIdP
+	idp      *idptest.Entra
 	store    *tokencache.Store
 	upstream *upstreamLog
-	opts     EntraOptions
+	opts     idp.EntraConfig
 	serve    feedFunc // the source's feed; zero: upstream.feed
 }
 
 // setServe replaces the source's feed; call it before the first request.
 func (b *entraBridge) setServe(f feedFunc) { b.serve = f }
 
-func newEntraBridge(t testing.TB, tweak func(o *EntraOptions, src *Source)) *entraBridge {
+func newEntraBridge(t testing.TB, tweak func(o *idp.EntraConfig, src *Source)) *entraBridge {
 	t.Helper()
-	idp := newEntraIdP(t)
+	p := idptest.NewEntra(t)
 	store, err := tokencache.New(tokencache.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -77,13 +78,14 @@ func newEntraBridge(t testing.TB, tweak func(o *EntraOptions, src *Source)) *ent
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
 	up := &upstreamLog{}
-	opts := EntraOptions{
-		Authority:    idp.srv.URL,
-		ClientID:     entraClientID,
-		ClientSecret: entraSecret,
-		OrgAccount:   true,
+	opts := idp.EntraConfig{
+		Authority:      p.URL,
+		AllowedTenants: []string{tenantA, tenantB},
+		ClientID:       entraClientID,
+		ClientSecret:   entraSecret,
+		OrgAccount:     true,
 	}
-	b := &entraBridge{idp: idp, store: store, upstream: up}
+	b := &entraBridge{idp: p, store: store, upstream: up}
 	src := Source{Name: "k2", Kind: "odata", Auth: "user", Resource: "https://api.k2.com",
 		Feed: feedFunc(func(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
 			if b.serve != nil {
@@ -156,12 +158,12 @@ func TestOrgAccountChallenge(t *testing.T) {
 		{"no credentials, pinned domain", tenantADomain, nil, tenantADomain},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newEntraBridge(t, func(o *EntraOptions, _ *Source) { o.Tenant = tc.tenant })
+			b := newEntraBridge(t, func(o *idp.EntraConfig, _ *Source) { o.Tenant = tc.tenant })
 			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", tc.header)
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("status = %d, want 401; body %s", resp.StatusCode, body)
 			}
-			want := `Bearer authorization_uri="` + b.idp.srv.URL + "/" + tc.want + `/oauth2/authorize", realm="OData Bridge"`
+			want := `Bearer authorization_uri="` + b.idp.URL + "/" + tc.want + `/oauth2/authorize", realm="OData Bridge"`
 			if got := bearerChallenge(resp); got != want {
 				t.Errorf("Bearer challenge = %q, want %q", got, want)
 			}
@@ -176,22 +178,22 @@ func TestOrgAccountChallenge(t *testing.T) {
 }
 
 func TestOrgAccountChallengeOffWithoutOrgAccount(t *testing.T) {
-	b := newEntraBridge(t, func(o *EntraOptions, _ *Source) { o.OrgAccount = false })
+	b := newEntraBridge(t, func(o *idp.EntraConfig, _ *Source) { o.OrgAccount = false })
 	resp, _ := b.do(t, http.MethodGet, "/odata/k2/Items", http.Header{"Authorization": {"Bearer "}})
 	if got, want := bearerChallenge(resp), `Bearer realm="OData Bridge"`; got != want {
 		t.Errorf("Bearer challenge = %q, want %q (no authorization_uri while org_account is off)", got, want)
 	}
 	// A valid Entra token is not a bridge token when organizational accounts are off.
-	tok := b.idp.token(t, tenantA, "alice", b.url, nil)
+	tok := b.idp.Token(t, tenantA, "alice", b.url, nil)
 	resp, _ = b.do(t, http.MethodGet, "/odata/k2/Items", bearer(tok))
-	if resp.StatusCode != http.StatusUnauthorized || b.idp.oboCalls.Load() != 0 {
-		t.Errorf("status = %d, OBO calls = %d; want 401 and 0", resp.StatusCode, b.idp.oboCalls.Load())
+	if resp.StatusCode != http.StatusUnauthorized || b.idp.OBOCalls.Load() != 0 {
+		t.Errorf("status = %d, OBO calls = %d; want 401 and 0", resp.StatusCode, b.idp.OBOCalls.Load())
 	}
 }
 
 func TestOrgAccountReplay(t *testing.T) {
 	b := newEntraBridge(t, nil)
-	alice := b.idp.token(t, tenantA, "alice", b.url, nil)
+	alice := b.idp.Token(t, tenantA, "alice", b.url, nil)
 
 	// Power Query first discovers the challenge, then signs in and sends the token.
 	resp, _ := b.do(t, http.MethodGet, "/odata/k2/Items", http.Header{"Authorization": {"Bearer "}})
@@ -218,24 +220,24 @@ func TestOrgAccountReplay(t *testing.T) {
 				i, got["upstream_authorization"], got["user"], first["upstream_authorization"], first["user"])
 		}
 	}
-	if got := b.idp.oboCalls.Load(); got != 1 {
+	if got := b.idp.OBOCalls.Load(); got != 1 {
 		t.Errorf("OBO calls after three pages = %d, want 1", got)
 	}
-	if b.idp.lastScope != "https://api.k2.com/.default" || b.idp.lastClient != entraClientID {
-		t.Errorf("OBO scope, client = %q, %q; want https://api.k2.com/.default, %s", b.idp.lastScope, b.idp.lastClient, entraClientID)
+	if b.idp.LastScope != "https://api.k2.com/.default" || b.idp.LastClient != entraClientID {
+		t.Errorf("OBO scope, client = %q, %q; want https://api.k2.com/.default, %s", b.idp.LastScope, b.idp.LastClient, entraClientID)
 	}
 
 	// A new token of the same person reuses the result; another person gets their own.
-	again := b.idp.token(t, tenantA, "alice", b.url, map[string]any{"iat": time.Now().Unix() + 1})
+	again := b.idp.Token(t, tenantA, "alice", b.url, map[string]any{"iat": time.Now().Unix() + 1})
 	if resp, _ := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(again)); resp.StatusCode != http.StatusOK {
 		t.Fatalf("alice's second token: status = %d", resp.StatusCode)
 	}
-	bob := b.idp.token(t, tenantA, "bob", b.url, map[string]any{"iss": v1Issuer(tenantA), "ver": "1.0"})
+	bob := b.idp.Token(t, tenantA, "bob", b.url, map[string]any{"iss": idptest.V1Issuer(tenantA), "ver": "1.0"})
 	resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(bob))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "obo_bob_") {
 		t.Fatalf("bob (a v1 token): status = %d, body %s; want 200 with bob's token", resp.StatusCode, body)
 	}
-	if got := b.idp.oboCalls.Load(); got != 2 {
+	if got := b.idp.OBOCalls.Load(); got != 2 {
 		t.Errorf("OBO calls after alice again and bob = %d, want 2", got)
 	}
 	seen := b.upstream.seen()
@@ -245,14 +247,14 @@ func TestOrgAccountReplay(t *testing.T) {
 }
 
 func TestOrgAccountRefusals(t *testing.T) {
-	b := newEntraBridge(t, func(o *EntraOptions, _ *Source) { o.Tenant = tenantA })
+	b := newEntraBridge(t, func(o *idp.EntraConfig, _ *Source) { o.Tenant, o.AllowedTenants = tenantA, nil })
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := b.idp.claims(tenantA, "alice", b.url)
+	valid := b.idp.Claims(tenantA, "alice", b.url)
 	with := func(k string, v any) map[string]any {
-		c := b.idp.claims(tenantA, "alice", b.url)
+		c := b.idp.Claims(tenantA, "alice", b.url)
 		c[k] = v
 		return c
 	}
@@ -260,15 +262,15 @@ func TestOrgAccountRefusals(t *testing.T) {
 		name  string
 		token string
 	}{
-		{"wrong audience", b.idp.sign(t, with("aud", "https://other.example.com"), jose.RS256, nil)},
-		{"audience is the client ID", b.idp.sign(t, with("aud", entraClientID), jose.RS256, nil)},
-		{"wrong tenant where pinned", b.idp.token(t, tenantB, "mallory", b.url, nil)},
-		{"issuer of another tenant", b.idp.sign(t, with("iss", b.idp.v2Issuer(tenantB)), jose.RS256, nil)},
-		{"expired", b.idp.sign(t, with("exp", time.Now().Add(-time.Hour).Unix()), jose.RS256, nil)},
-		{"bad signature", b.idp.sign(t, valid, jose.RS256, other)},
-		{"alg none", unsigned(valid)},
-		{"HS256 with the public key", b.idp.sign(t, valid, jose.HS256, b.idp.publicKeyDER(t))},
-		{"no oid", b.idp.sign(t, with("oid", ""), jose.RS256, nil)},
+		{"wrong audience", b.idp.Sign(t, with("aud", "https://other.example.com"), "RS256", nil)},
+		{"audience is the client ID", b.idp.Sign(t, with("aud", entraClientID), "RS256", nil)},
+		{"wrong tenant where pinned", b.idp.Token(t, tenantB, "mallory", b.url, nil)},
+		{"issuer of another tenant", b.idp.Sign(t, with("iss", b.idp.V2Issuer(tenantB)), "RS256", nil)},
+		{"expired", b.idp.Sign(t, with("exp", time.Now().Add(-time.Hour).Unix()), "RS256", nil)},
+		{"bad signature", b.idp.Sign(t, valid, "RS256", other)},
+		{"alg none", idptest.Unsigned(valid)},
+		{"HS256 with the public key", b.idp.Sign(t, valid, "HS256", b.idp.PublicKeyDER(t))},
+		{"no oid", b.idp.Sign(t, with("oid", ""), "RS256", nil)},
 		{"three dots of garbage", "a.b.c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,7 +278,7 @@ func TestOrgAccountRefusals(t *testing.T) {
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("status = %d, want 401; body %s", resp.StatusCode, body)
 			}
-			want := `Bearer authorization_uri="` + b.idp.srv.URL + "/" + tenantA + `/oauth2/authorize", realm="OData Bridge", error="invalid_token"`
+			want := `Bearer authorization_uri="` + b.idp.URL + "/" + tenantA + `/oauth2/authorize", realm="OData Bridge", error="invalid_token"`
 			if got := bearerChallenge(resp); got != want {
 				t.Errorf("Bearer challenge = %q, want %q", got, want)
 			}
@@ -288,11 +290,11 @@ func TestOrgAccountRefusals(t *testing.T) {
 	if n := b.upstream.calls.Load(); n != 0 {
 		t.Errorf("upstream calls = %d, want 0", n)
 	}
-	if n := b.idp.oboCalls.Load(); n != 0 {
+	if n := b.idp.OBOCalls.Load(); n != 0 {
 		t.Errorf("OBO calls = %d, want 0", n)
 	}
 	// The same bridge accepts the valid token, so the refusals above are the claims' doing.
-	if resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.sign(t, valid, jose.RS256, nil))); resp.StatusCode != http.StatusOK {
+	if resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.Sign(t, valid, "RS256", nil))); resp.StatusCode != http.StatusOK {
 		t.Errorf("valid token: status = %d, want 200; body %s", resp.StatusCode, body)
 	}
 }
@@ -300,22 +302,22 @@ func TestOrgAccountRefusals(t *testing.T) {
 func TestOrgAccountExchangeFailures(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
-		setup      func(p *entraIdP)
+		setup      func(p *idptest.Entra)
 		tenant     string
 		wantStatus int
 		wantCode   string
 		wantText   string
 	}{
-		{"consent missing", func(*entraIdP) {}, tenantB, http.StatusForbidden, "ConsentRequired",
+		{"consent missing", func(*idptest.Entra) {}, tenantB, http.StatusForbidden, "ConsentRequired",
 			"/" + tenantB + "/v2.0/adminconsent?client_id=" + entraClientID},
-		{"interaction required", func(p *entraIdP) { p.refuse = "AADSTS65001: consent" }, tenantA, http.StatusForbidden, "ConsentRequired", "adminconsent"},
-		{"token refused", func(p *entraIdP) { p.refuse = "AADSTS50013: Assertion is not within its valid time range." }, tenantA, http.StatusUnauthorized, "InvalidToken", ""},
-		{"provider down", func(p *entraIdP) { p.down = true }, tenantA, http.StatusServiceUnavailable, "ProviderUnavailable", ""},
+		{"interaction required", func(p *idptest.Entra) { p.Refuse = "AADSTS65001: consent" }, tenantA, http.StatusForbidden, "ConsentRequired", "adminconsent"},
+		{"token refused", func(p *idptest.Entra) { p.Refuse = "AADSTS50013: Assertion is not within its valid time range." }, tenantA, http.StatusUnauthorized, "InvalidToken", ""},
+		{"provider down", func(p *idptest.Entra) { p.Down = true }, tenantA, http.StatusServiceUnavailable, "ProviderUnavailable", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newEntraBridge(t, nil)
-			b.idp.set(tc.setup)
-			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.token(t, tc.tenant, "alice", b.url, nil)))
+			b.idp.Set(tc.setup)
+			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.Token(t, tc.tenant, "alice", b.url, nil)))
 			if resp.StatusCode != tc.wantStatus {
 				t.Fatalf("status = %d, want %d; body %s", resp.StatusCode, tc.wantStatus, body)
 			}
@@ -335,54 +337,6 @@ func TestOrgAccountExchangeFailures(t *testing.T) {
 				t.Errorf("upstream calls = %d, want 0", n)
 			}
 		})
-	}
-}
-
-func TestOrgAccountOptions(t *testing.T) {
-	_, err := New(Options{PublicURL: "https://bridge.example.com", Store: unusedStore{}, Entra: EntraOptions{OrgAccount: true}})
-	if err == nil {
-		t.Error("New with org_account and no client ID: no error")
-	}
-	_, err = New(Options{PublicURL: "https://bridge.example.com", Store: unusedStore{}, Entra: EntraOptions{ClientID: entraClientID, Tenant: "not a tenant"}})
-	if err == nil {
-		t.Error("New with a malformed tenant: no error")
-	}
-}
-
-// unusedStore is a Store for options checks that never reach it.
-type unusedStore struct{ Store }
-
-func TestOBOCacheExpiresWithToken(t *testing.T) {
-	b := newEntraBridge(t, nil)
-	ctx := context.Background()
-	c := entraClaims{TenantID: tenantA, ObjectID: "alice"}
-	key := oboKey(c, "https://api.k2.com")
-	// A cached result that is about to expire is not handed out.
-	raw, _ := json.Marshal(oboCached{AccessToken: "stale", Expiry: time.Now().Add(30 * time.Second)})
-	if err := b.store.PutValue(ctx, kindOBO, key, raw, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.token(t, tenantA, "alice", b.url, nil)))
-	if resp.StatusCode != http.StatusOK || strings.Contains(body, "stale") || b.idp.oboCalls.Load() != 1 {
-		t.Errorf("status %d, body %s, OBO calls %d; want a fresh exchange", resp.StatusCode, body, b.idp.oboCalls.Load())
-	}
-	// The fresh result is cached for about its lifetime, less the margin.
-	got, err := b.store.Value(ctx, kindOBO, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r oboCached
-	if err := json.Unmarshal(got, &r); err != nil || !strings.HasPrefix(r.AccessToken, "obo_alice_") {
-		t.Errorf("cached %q (%v), want alice's token", got, err)
-	}
-	if d := time.Until(r.Expiry); d < 50*time.Minute || d > time.Hour {
-		t.Errorf("cached expiry in %v, want the token's hour", d)
-	}
-	if k2 := oboKey(entraClaims{TenantID: tenantB, ObjectID: "alice"}, "https://api.k2.com"); k2 == key {
-		t.Error("the cache key ignores the tenant")
-	}
-	if k2 := oboKey(c, "https://other"); k2 == key {
-		t.Error("the cache key ignores the resource")
 	}
 }
 
@@ -414,17 +368,6 @@ func TestIsJWT(t *testing.T) {
 			t.Errorf("isJWT(%.12q…) = %v, want %v", tc.tok, got, tc.want)
 		}
 	}
-}
-
-func ExampleEntraOptions_AdminConsentURL() {
-	o := EntraOptions{ClientID: "b1d2f3a4-3333-4c5d-8e9f-23456789abcd"}
-	u, err := o.AdminConsentURL("https://bridge.example.com", "contoso.onmicrosoft.com")
-	if err != nil {
-		panic(err)
-	}
-	fmt.Println(u)
-	// Output:
-	// https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/adminconsent?client_id=b1d2f3a4-3333-4c5d-8e9f-23456789abcd&redirect_uri=https%3A%2F%2Fbridge.example.com%2Foauth%2Fcallback&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default
 }
 
 // TestOrgAccountThroughRelay runs organizational accounts through the real
@@ -468,21 +411,21 @@ func TestOrgAccountThroughRelay(t *testing.T) {
 		relay.Serve(w, r, "k2", path, user, auth)
 	})
 
-	tok := bearer(b.idp.token(t, tenantA, "alice", b.url, nil))
+	tok := bearer(b.idp.Token(t, tenantA, "alice", b.url, nil))
 	for i, q := range []string{"", "?$skiptoken=1000", "?$skiptoken=2000"} {
 		resp, body := b.do(t, http.MethodGet, "/odata/k2/Items"+q, tok)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, b.url+"/odata/k2/$metadata") {
 			t.Fatalf("page %d: status %d, body %s; want 200 with the bridge's links", i, resp.StatusCode, body)
 		}
 	}
-	if n := b.idp.oboCalls.Load(); n != 1 {
+	if n := b.idp.OBOCalls.Load(); n != 1 {
 		t.Errorf("OBO calls after three pages = %d, want 1", n)
 	}
 	resp, body := b.do(t, http.MethodGet, "/odata/k2/Items?expire=1", tok)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("after an upstream 401: status %d, body %s; want the retry's 200", resp.StatusCode, body)
 	}
-	if n := b.idp.oboCalls.Load(); n != 2 {
+	if n := b.idp.OBOCalls.Load(); n != 2 {
 		t.Errorf("OBO calls after the upstream 401 = %d, want 2 (one fresh exchange)", n)
 	}
 	mu.Lock()
@@ -497,7 +440,7 @@ func TestOrgAccountThroughRelay(t *testing.T) {
 // cache read and the feed.
 func BenchmarkOrgAccountCachedPage(b *testing.B) {
 	eb := newEntraBridge(b, nil)
-	tok := bearer(eb.idp.token(b, tenantA, "alice", eb.url, nil))
+	tok := bearer(eb.idp.Token(b, tenantA, "alice", eb.url, nil))
 	req, _ := http.NewRequest(http.MethodGet, eb.url+"/odata/k2/Items", nil)
 	req.Header = tok
 	for b.Loop() {
@@ -511,7 +454,48 @@ func BenchmarkOrgAccountCachedPage(b *testing.B) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
-	if n := eb.idp.oboCalls.Load(); n != 1 {
+	if n := eb.idp.OBOCalls.Load(); n != 1 {
 		b.Errorf("OBO calls = %d, want 1", n)
+	}
+}
+
+// TestOrgAccountTenants: on sources that need no on-behalf-of exchange, a
+// valid token of a tenant the bridge does not accept is still refused with
+// 401, and one of an allowed tenant (named by domain) is served.
+func TestOrgAccountTenants(t *testing.T) {
+	for _, auth := range []AuthMode{AuthNone, AuthClientCredentials} {
+		t.Run(string(auth), func(t *testing.T) {
+			b := newEntraBridge(t, func(o *idp.EntraConfig, src *Source) {
+				o.AllowedTenants = []string{tenantADomain}
+				src.Auth, src.Resource = auth, ""
+				src.Service = oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "service-token"})
+			})
+			for _, tok := range []string{
+				b.idp.Token(t, tenantB, "mallory", b.url, nil),
+				b.idp.Token(t, tenantB, "mallory", b.url, map[string]any{"iss": idptest.V1Issuer(tenantB), "ver": "1.0"}),
+			} {
+				resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(tok))
+				if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "InvalidToken") {
+					t.Errorf("token of a foreign tenant: status %d, body %s; want 401 InvalidToken", resp.StatusCode, body)
+				}
+			}
+			if n := b.upstream.calls.Load(); n != 0 {
+				t.Errorf("upstream calls after foreign tokens = %d, want 0", n)
+			}
+			resp, body := b.do(t, http.MethodGet, "/odata/k2/Items", bearer(b.idp.Token(t, tenantA, "alice", b.url, nil)))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("token of the allowed tenant: status %d, body %s; want 200", resp.StatusCode, body)
+			}
+			want := ""
+			if auth == "client-credentials" {
+				want = "Bearer service-token"
+			}
+			if got := upstreamAuth(t, body); got != want {
+				t.Errorf("upstream Authorization = %q, want %q", got, want)
+			}
+			if n := b.idp.OBOCalls.Load(); n != 0 {
+				t.Errorf("OBO calls = %d, want 0 for auth %s", n, auth)
+			}
+		})
 	}
 }

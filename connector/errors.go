@@ -41,7 +41,6 @@ var foreign = []struct {
 	{tokencache.ErrReused, errBadCredentials},
 	{tokencache.ErrSessionEnded, errSessionEnded},
 	{tokencache.ErrProviderUnavailable, errProviderDown},
-	{ErrProviderDown, errProviderDown},
 	{tokencache.ErrUnavailable, errStoreDown},
 }
 

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/odata-bridge/bridge/idp"
 )
 
-func modeSources(p *Provider) []Source {
+func modeSources(p *idp.Provider) []Source {
 	return []Source{
 		{Name: "test", Kind: "odata", Auth: "user", Feed: feedFunc(echoFeed)},
 		{Name: "ad", Kind: "odata", Auth: "basic-passthrough", Feed: feedFunc(echoFeed)},

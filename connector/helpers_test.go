@@ -25,6 +25,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/internal/signin"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/powerbi"
@@ -160,7 +161,7 @@ type bridge struct {
 	srv   *httptest.Server
 	idp   *testIdP
 	store *tokencache.Store
-	prov  *Provider
+	prov  *idp.Provider
 	clock *clock
 	logs  *syncBuffer
 	url   string
@@ -188,7 +189,7 @@ func (s *syncBuffer) String() string {
 // newBridge starts a connector with a memory store in front of a test IdP.
 // sourcesFor may be nil for one source, test, whose feed echoes the
 // upstream Authorization it would send.
-func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func(*Options)) *bridge {
+func newBridge(t *testing.T, sourcesFor func(*idp.Provider) []Source, tweaks ...func(*Options)) *bridge {
 	t.Helper()
 	idp := newTestIdP(t)
 	clk := &clock{now: time.Now()}
@@ -196,7 +197,7 @@ func newBridge(t *testing.T, sourcesFor func(*Provider) []Source, tweaks ...func
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
-	prov := NewProvider(ProviderConfig{
+	prov := newProvider(providerConfig{
 		Issuer:       idp.m.Issuer(),
 		ClientID:     idp.m.ClientID,
 		ClientSecret: idp.m.ClientSecret,

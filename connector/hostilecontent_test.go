@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 )
 
@@ -70,7 +71,7 @@ func TestUpstreamScriptCannotActOnTheBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newBridge(t, func(*Provider) []Source {
+	b := newBridge(t, func(*idp.Provider) []Source {
 		feed, _ := rl.Feed("hostile")
 		return []Source{{Name: "hostile", Kind: "odata", Auth: AuthNone, Feed: feed}}
 	})

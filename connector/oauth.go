@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -340,7 +341,7 @@ func (s *Server) callback(c *gin.Context) {
 	if err != nil {
 		s.metrics.signIns.WithLabelValues("exchange_failed").Inc()
 		s.log.WarnContext(ctx, "sign-in failed", slog.Any("error", err))
-		if p.Purpose == "client" && !errors.Is(err, ErrProviderDown) {
+		if p.Purpose == "client" && !errors.Is(err, idp.ErrUnavailable) {
 			s.redirectError(c, p.RedirectURI, p.State, "access_denied", "the identity provider did not confirm the sign-in")
 			return
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -171,7 +172,7 @@ func TestSignInCookieHasNoServerState(t *testing.T) {
 	s, err := New(Options{
 		PublicURL: "https://bridge.example.com",
 		Store:     store,
-		Provider:  NewProvider(ProviderConfig{Issuer: idp.m.Issuer(), ClientID: idp.m.ClientID, ClientSecret: idp.m.ClientSecret, RedirectURL: "https://bridge.example.com/oauth/callback"}),
+		Provider:  newProvider(providerConfig{Issuer: idp.m.Issuer(), ClientID: idp.m.ClientID, ClientSecret: idp.m.ClientSecret, RedirectURL: "https://bridge.example.com/oauth/callback"}),
 		Clients:   []Client{{ID: "powerbi", RedirectURIs: []string{powerBIRedirect}}},
 	})
 	if err != nil {
@@ -334,7 +335,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	b := newBridge(t, func(*Provider) []Source {
+	b := newBridge(t, func(*idp.Provider) []Source {
 		return []Source{{Name: "test", Kind: "odata", Auth: "user", Feed: batchFeed}}
 	}, func(o *Options) { o.BodyTimeout = 500 * time.Millisecond })
 	access, _ := b.signIn(t)
@@ -439,7 +440,7 @@ func TestHTTPSCookiesAndHSTS(t *testing.T) {
 			s, err := New(Options{
 				PublicURL: public,
 				Store:     store,
-				Provider:  NewProvider(ProviderConfig{Issuer: idp.m.Issuer(), ClientID: idp.m.ClientID, ClientSecret: idp.m.ClientSecret, RedirectURL: public + "/oauth/callback", Scopes: []string{"openid", "profile", "email"}}),
+				Provider:  newProvider(providerConfig{Issuer: idp.m.Issuer(), ClientID: idp.m.ClientID, ClientSecret: idp.m.ClientSecret, RedirectURL: public + "/oauth/callback", Scopes: []string{"openid", "profile", "email"}}),
 			})
 			if err != nil {
 				t.Fatal(err)

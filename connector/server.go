@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
@@ -56,11 +57,11 @@ var _ Store = (*tokencache.Store)(nil)
 // IdentityProvider is what the connector needs from the identity provider.
 type IdentityProvider interface {
 	AuthCodeURL(ctx context.Context, state, nonce, verifier string) (string, error)
-	Exchange(ctx context.Context, code, verifier, nonce string) (Identity, *oauth2.Token, error)
+	Exchange(ctx context.Context, code, verifier, nonce string) (idp.Identity, *oauth2.Token, error)
 	Ping(ctx context.Context) error
 }
 
-var _ IdentityProvider = (*Provider)(nil)
+var _ IdentityProvider = (*idp.Provider)(nil)
 
 // Feed serves the OData requests of one source: the relay's source for kind
 // odata, a REST service for kind rest.
@@ -114,7 +115,7 @@ type Options struct {
 	Now            func() time.Time      // zero: time.Now; drives code and state expiry
 	CookieKey      []byte                // 32 bytes sealing the sign-in page's cookie; zero: random per process
 	Extra          func(r gin.IRouter)   // further routes, for tests
-	Entra          EntraOptions          // admin consent and organizational accounts; zero: off
+	Entra          idp.EntraConfig       // admin consent and organizational accounts; zero: off. New sets its PublicURL, and its Cache, Logger and Now from these options when zero
 	MaxKeysPerUser int                   // feed keys one user may hold; POST /api/keys beyond it answers 409; zero: no limit
 	BodyTimeout    time.Duration         // time to receive a request body, from the first handler on; zero: 30s
 }
@@ -131,7 +132,7 @@ type Server struct {
 	metrics   *metrics
 	gather    prometheus.Gatherer
 	cookieKey []byte
-	entra     *entra // nil: Entra ID off
+	entra     *idp.Entra // nil: Entra ID off
 	versions  versions
 }
 
@@ -187,9 +188,21 @@ func New(opts Options) (*Server, error) {
 	default:
 		return nil, errors.New("connector: the cookie key must be 32 bytes")
 	}
-	if s.entra, err = newEntra(opts, pub.String()); err != nil {
-		return nil, err
+	entra := opts.Entra
+	entra.PublicURL = pub.String()
+	if entra.Cache == nil && entra.OrgAccount {
+		entra.Cache = opts.Store
 	}
+	if entra.Logger == nil {
+		entra.Logger = opts.Logger
+	}
+	if entra.Now == nil {
+		entra.Now = opts.Now
+	}
+	if s.entra, err = idp.NewEntra(entra); err != nil {
+		return nil, fmt.Errorf("connector: %w", err)
+	}
+	s.opts.Entra = entra
 	for _, c := range opts.Clients {
 		s.clients[c.ID] = c
 	}

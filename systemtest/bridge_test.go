@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -85,6 +86,23 @@ func demoSources(w *demo.World) []source {
 	}
 }
 
+// jwksURL is the key set of issuer, from its discovery document.
+func jwksURL(t testing.TB, issuer string) string {
+	t.Helper()
+	resp, err := http.Get(strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || doc.JWKSURI == "" {
+		t.Fatalf("discovery of %s: jwks_uri %q, %v", issuer, doc.JWKSURI, err)
+	}
+	return doc.JWKSURI
+}
+
 // startBridge writes cfg as a YAML file plus BRIDGE_* variables and runs
 // the bridge binary until the test ends.
 func startBridge(t testing.TB, cfg bridgeConfig) *bridge {
@@ -127,6 +145,8 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	if cfg.TokenURL != "" {
 		idp["auth_url"] = cfg.World.OAuth2Config("").Endpoint.AuthURL
 		idp["token_url"] = cfg.TokenURL
+		// Explicit endpoints need the key set that verifies ID tokens.
+		idp["jwks_url"] = jwksURL(t, cfg.World.Issuer)
 	}
 	metricsPort := freePort(t)
 	doc := map[string]any{

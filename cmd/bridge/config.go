@@ -117,6 +117,8 @@ type IdPConfig struct {
 	AuthURL string `yaml:"auth_url" validate:"omitempty,abs_http_url"`
 	// TokenURL is the token endpoint when discovery is not used; empty by default.
 	TokenURL string `yaml:"token_url" validate:"omitempty,abs_http_url"`
+	// JWKSURL is the key set that signs ID tokens, required with AuthURL and TokenURL; empty by default.
+	JWKSURL string `yaml:"jwks_url" validate:"omitempty,abs_http_url"`
 	// ClientID is the bridge's client ID at the identity provider; empty by default.
 	ClientID string `yaml:"client_id"`
 	// ClientSecret is the bridge's client secret; empty by default; prefer BRIDGE_IDP_CLIENT_SECRET.
@@ -139,6 +141,8 @@ type EntraConfig struct {
 	OrgAccount bool `yaml:"org_account"`
 	// AppIDURI is the audience of incoming Entra tokens; empty (the default) means PublicURL.
 	AppIDURI string `yaml:"app_id_uri" validate:"omitempty,abs_uri"`
+	// AllowedTenants are the tenants (IDs or domain names) whose users are accepted besides Tenant; empty by default.
+	AllowedTenants []string `yaml:"allowed_tenants"`
 }
 
 // ClientConfig is one OAuth client of the bridge's own authorization server.

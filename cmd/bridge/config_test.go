@@ -181,7 +181,7 @@ func TestBadConfigs(t *testing.T) {
 		},
 		{
 			name: "org_account without a resource",
-			yaml: "public_url: \"https://bridge.example.com\"\nsources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\"}]\nidp: {issuer: \"https://login.microsoftonline.com/common/v2.0\", client_id: \"c\", entra: {org_account: true}}\n",
+			yaml: "public_url: \"https://bridge.example.com\"\nsources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\"}]\nidp: {issuer: \"https://login.microsoftonline.com/common/v2.0\", client_id: \"c\", entra: {org_account: true, allowed_tenants: [\"contoso.onmicrosoft.com\"]}}\n",
 			want: "sources[0].resource: is required with idp.entra.org_account (or idp.resource): the resource of the on-behalf-of exchange",
 		},
 		{
@@ -292,7 +292,8 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "auth_url without token_url",
 			yaml: cfgBase + "  auth_url: \"https://login.example.com/authorize\"\n",
-			want: "idp.token_url: is required with idp.auth_url",
+			want: "idp.token_url: is required with idp.auth_url\n" +
+				"idp.jwks_url: is required with idp.auth_url and idp.token_url: ID tokens are verified against its keys",
 		},
 		{
 			name: "client redirect URI relative",
@@ -654,6 +655,7 @@ func TestEnvOverrides(t *testing.T) {
 		"BRIDGE_TRUSTED_PROXIES":         "10.0.0.0/8,192.0.2.7",
 		"BRIDGE_IDP_CLIENT_SECRET":       "from-env",
 		"BRIDGE_IDP_ENTRA_ORG_ACCOUNT":   "true",
+		"BRIDGE_IDP_ENTRA_TENANT":        "contoso.onmicrosoft.com",
 		"BRIDGE_IDP_RESOURCE":            "https://api.k2.com",
 		"BRIDGE_SESSION_ACCESS_TTL":      "90s",
 		"BRIDGE_SOURCES_0_BATCH":         "1",
@@ -1045,5 +1047,122 @@ func TestMetricsListenAndKeyLimit(t *testing.T) {
 				t.Errorf("metrics_listen = %q, keys.max_per_user = %d; want %q, %d", cfg.MetricsListen, cfg.Keys.MaxPerUser, tc.metrics, tc.limit)
 			}
 		})
+	}
+}
+
+// TestIdPTrustConfig pins the rules that keep ID tokens verified and
+// organizational accounts to known tenants: explicit endpoints need the
+// issuer and the key set, identity-provider URLs are https off loopback,
+// and a multi-tenant bridge with org_account names its tenants.
+func TestIdPTrustConfig(t *testing.T) {
+	const src = "sources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\", auth: \"none\"}]\n"
+	const orgSrc = "sources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\", resource: \"https://api.k2.com\"}]\n"
+	const pub = "public_url: \"https://bridge.example.com\"\n"
+	const common = "https://login.microsoftonline.com/common/v2.0"
+	for _, tc := range []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string // the whole error; empty: valid
+	}{
+		{
+			name: "explicit endpoints with issuer and key set",
+			yaml: pub + src + "idp: {issuer: \"https://sso.example.com\", auth_url: \"https://sso.example.com/authorize\", token_url: \"https://sso.example.com/token\", jwks_url: \"https://sso.example.com/keys\", client_id: \"c\"}\n",
+		},
+		{
+			name: "explicit endpoints without key set",
+			yaml: pub + src + "idp: {issuer: \"https://sso.example.com\", auth_url: \"https://sso.example.com/authorize\", token_url: \"https://sso.example.com/token\", client_id: \"c\"}\n",
+			want: "idp.jwks_url: is required with idp.auth_url and idp.token_url: ID tokens are verified against its keys",
+		},
+		{
+			name: "explicit endpoints without issuer",
+			yaml: pub + src + "idp: {auth_url: \"https://sso.example.com/authorize\", token_url: \"https://sso.example.com/token\", jwks_url: \"https://sso.example.com/keys\", client_id: \"c\"}\n",
+			want: "idp.issuer: is required with idp.auth_url and idp.token_url: it names the expected iss of ID tokens",
+		},
+		{
+			name: "key set from the environment",
+			yaml: pub + src + "idp: {issuer: \"https://sso.example.com\", auth_url: \"https://sso.example.com/authorize\", token_url: \"https://sso.example.com/token\", client_id: \"c\"}\n",
+			env:  map[string]string{"BRIDGE_IDP_JWKS_URL": "https://sso.example.com/keys"},
+		},
+		{
+			name: "plain http off loopback",
+			yaml: pub + src + "idp: {issuer: \"http://sso.example.com\", auth_url: \"http://sso.example.com/authorize\", token_url: \"http://10.0.0.7/token\", jwks_url: \"http://sso.example.com/keys\", client_id: \"c\", entra: {authority: \"http://login.example.com\"}}\n",
+			want: "idp.issuer: must be an https URL (http only on a loopback host: 127.0.0.0/8, ::1 or localhost)\n" +
+				"idp.auth_url: must be an https URL (http only on a loopback host: 127.0.0.0/8, ::1 or localhost)\n" +
+				"idp.token_url: must be an https URL (http only on a loopback host: 127.0.0.0/8, ::1 or localhost)\n" +
+				"idp.jwks_url: must be an https URL (http only on a loopback host: 127.0.0.0/8, ::1 or localhost)\n" +
+				"idp.entra.authority: must be an https URL (http only on a loopback host: 127.0.0.0/8, ::1 or localhost)",
+		},
+		{
+			name: "plain http on loopback",
+			yaml: pub + src + "idp: {issuer: \"http://127.0.0.2:9000\", auth_url: \"http://localhost:9000/authorize\", token_url: \"http://[::1]:9000/token\", jwks_url: \"http://LOCALHOST:9000/keys\", client_id: \"c\", entra: {authority: \"http://127.0.0.1:9001\"}}\n",
+		},
+		{
+			name: "org account on a multi-tenant issuer without tenants",
+			yaml: pub + orgSrc + "idp: {issuer: \"" + common + "\", client_id: \"c\", entra: {org_account: true}}\n",
+			want: "idp.entra.allowed_tenants: is required with idp.entra.org_account unless idp.entra.tenant is set: a multi-tenant bridge would accept tokens of any Entra tenant; set idp.entra.tenant or list the tenants in idp.entra.allowed_tenants",
+		},
+		{
+			name: "org account with allowed tenants",
+			yaml: pub + orgSrc + "idp: {issuer: \"" + common + "\", client_id: \"c\", entra: {org_account: true, allowed_tenants: [\"contoso.onmicrosoft.com\", \"6f1c2a3b-1111-4a5b-8c9d-0123456789ab\"]}}\n",
+		},
+		{
+			name: "org account with allowed tenants from the environment",
+			yaml: pub + orgSrc + "idp: {issuer: \"" + common + "\", client_id: \"c\", entra: {org_account: true}}\n",
+			env:  map[string]string{"BRIDGE_IDP_ENTRA_ALLOWED_TENANTS": "contoso.onmicrosoft.com,fabrikam.com"},
+		},
+		{
+			name: "org account with a pinned tenant",
+			yaml: pub + orgSrc + "idp: {issuer: \"" + common + "\", client_id: \"c\", entra: {org_account: true, tenant: \"contoso.onmicrosoft.com\"}}\n",
+		},
+		{
+			name: "malformed allowed tenants",
+			yaml: pub + src + "idp: {issuer: \"" + common + "\", client_id: \"c\", entra: {allowed_tenants: [\"contoso.onmicrosoft.com\", \"common\", \"1.2.3.4\"]}}\n",
+			want: "idp.entra.allowed_tenants[1]: must be a tenant ID (GUID) or a domain name\n" +
+				"idp.entra.allowed_tenants[2]: must be a tenant ID (GUID) or a domain name",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := cfgLoadValidate(t, tc.yaml, tc.env)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("config refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Errorf("config accepted; want %q", tc.want)
+			case tc.want != "" && err.Error() != tc.want:
+				t.Errorf("error:\n got: %s\nwant: %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestMultiTenantOrgAccountExitsTwo: check-config refuses organizational
+// accounts that would take any tenant's tokens, naming both keys.
+func TestMultiTenantOrgAccountExitsTwo(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bridge.yaml")
+	yaml := "public_url: \"https://bridge.example.com\"\n" +
+		"idp: {issuer: \"https://login.microsoftonline.com/organizations/v2.0\", client_id: \"c\", resource: \"https://api.k2.com\", entra: {org_account: true}}\n" +
+		"sources: [{name: \"k2\", url: \"https://k2.example.com/api/odata/v3/\"}]\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"check-config", "--config", path}, cfgGetenv(nil), &bytes.Buffer{})
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 2 {
+		t.Fatalf("check-config: got %v; want exit code 2", err)
+	}
+	for _, key := range []string{"idp.entra.tenant", "idp.entra.allowed_tenants"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("message %q does not name %s", err, key)
+		}
+	}
+}
+
+// TestRedactedJWKSURL: a password in idp.jwks_url is redacted like the
+// other identity-provider URLs.
+func TestRedactedJWKSURL(t *testing.T) {
+	cfg := &Config{IdP: IdPConfig{JWKSURL: "https://svc:jwks-secret@login.example.com/keys"}}
+	if got, want := cfg.Redacted().IdP.JWKSURL, "https://svc:REDACTED@login.example.com/keys"; got != want {
+		t.Errorf("redacted jwks_url = %q, want %q", got, want)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"sync"
 
 	"github.com/go-playground/validator/v10"
-	"github.com/odata-bridge/bridge/connector"
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
@@ -110,6 +110,24 @@ func (c *Config) crossFieldProblems() []Problem {
 	case c.IdP.AuthURL == "" && c.IdP.TokenURL != "":
 		add("idp.auth_url", "is required with idp.token_url")
 	}
+	if c.IdP.AuthURL != "" || c.IdP.TokenURL != "" {
+		// ID tokens are always verified: the issuer names the expected iss,
+		// the key set signs them.
+		if c.IdP.Issuer == "" {
+			add("idp.issuer", "is required with idp.auth_url and idp.token_url: it names the expected iss of ID tokens")
+		}
+		if c.IdP.JWKSURL == "" {
+			add("idp.jwks_url", "is required with idp.auth_url and idp.token_url: ID tokens are verified against its keys")
+		}
+	}
+	for _, u := range []struct{ path, value string }{
+		{"idp.issuer", c.IdP.Issuer}, {"idp.auth_url", c.IdP.AuthURL}, {"idp.token_url", c.IdP.TokenURL},
+		{"idp.jwks_url", c.IdP.JWKSURL}, {"idp.entra.authority", c.IdP.Entra.Authority},
+	} {
+		if isAbsHTTPURL(u.value) && !isHTTPSOrLoopback(u.value) {
+			add(u.path, "must be an https URL (http only on a loopback host: 127.0.0.0/8, ::1 or localhost)")
+		}
+	}
 	// Every auth mode but basic-passthrough needs a bridge credential, and so
 	// a sign-in: callers of an auth: none feed sign in too, though nothing
 	// goes upstream on their behalf.
@@ -122,12 +140,22 @@ func (c *Config) crossFieldProblems() []Problem {
 			add("idp.client_id", "is required when a source uses auth user, client-credentials or none")
 		}
 	}
-	if t := c.IdP.Entra.Tenant; t != "" && !connector.ValidTenant(t) {
+	if t := c.IdP.Entra.Tenant; t != "" && !idp.ValidTenant(t) {
 		add("idp.entra.tenant", "must be a tenant ID (GUID) or a domain name")
+	}
+	for i, t := range c.IdP.Entra.AllowedTenants {
+		if !idp.ValidTenant(t) {
+			add(fmt.Sprintf("idp.entra.allowed_tenants[%d]", i), "must be a tenant ID (GUID) or a domain name")
+		}
 	}
 	if c.IdP.Entra.OrgAccount {
 		if c.IdP.ClientID == "" && !needIdP {
 			add("idp.client_id", "is required with idp.entra.org_account")
+		}
+		if c.IdP.Entra.Tenant == "" && len(c.IdP.Entra.AllowedTenants) == 0 {
+			// Entra's multi-tenant endpoints (common, organizations) issue
+			// valid tokens to every tenant in the world.
+			add("idp.entra.allowed_tenants", "is required with idp.entra.org_account unless idp.entra.tenant is set: a multi-tenant bridge would accept tokens of any Entra tenant; set idp.entra.tenant or list the tenants in idp.entra.allowed_tenants")
 		}
 		for i, s := range c.Sources {
 			if s.Auth == "user" && s.Resource == "" && c.IdP.Resource == "" {
@@ -302,6 +330,24 @@ func isListenAddr(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+// isHTTPSOrLoopback reports whether an absolute URL is https, or http on
+// a loopback host (127.0.0.0/8, ::1, localhost), where no network can read it.
+func isHTTPSOrLoopback(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return true
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // isLoopbackAddr accepts "127.0.0.1:port", "[::1]:port" and "localhost:port".

@@ -43,6 +43,7 @@ func (c *Config) Redacted() *Config {
 	r.IdP.Issuer = redactURL(r.IdP.Issuer)
 	r.IdP.AuthURL = redactURL(r.IdP.AuthURL)
 	r.IdP.TokenURL = redactURL(r.IdP.TokenURL)
+	r.IdP.JWKSURL = redactURL(r.IdP.JWKSURL)
 	r.IdP.Entra.Authority = redactURL(r.IdP.Entra.Authority)
 	return &r
 }

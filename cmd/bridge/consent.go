@@ -5,32 +5,33 @@ import (
 	"io"
 	"strings"
 
-	"github.com/odata-bridge/bridge/connector"
+	"github.com/odata-bridge/bridge/idp"
 )
 
 // entraOptions is the Entra ID part of the connector's options. Admin
 // consent and organizational accounts are on when the config is Entra's:
 // org_account or a pinned tenant is set, or the issuer is on the authority.
-func entraOptions(cfg *Config) connector.EntraOptions {
+func entraOptions(cfg *Config) idp.EntraConfig {
 	e := cfg.IdP.Entra
 	authority := strings.TrimSuffix(e.Authority, "/")
 	if !e.OrgAccount && e.Tenant == "" && (authority == "" || !strings.HasPrefix(cfg.IdP.Issuer, authority+"/")) {
-		return connector.EntraOptions{}
+		return idp.EntraConfig{}
 	}
 	return consentOptions(cfg)
 }
 
 // consentOptions are the Entra options whatever the issuer, for admins who
 // configured Entra by hand.
-func consentOptions(cfg *Config) connector.EntraOptions {
+func consentOptions(cfg *Config) idp.EntraConfig {
 	e := cfg.IdP.Entra
-	return connector.EntraOptions{
-		Authority:    e.Authority,
-		Tenant:       e.Tenant,
-		ClientID:     cfg.IdP.ClientID,
-		ClientSecret: cfg.IdP.ClientSecret,
-		OrgAccount:   e.OrgAccount,
-		AppIDURI:     e.AppIDURI,
+	return idp.EntraConfig{
+		Authority:      e.Authority,
+		Tenant:         e.Tenant,
+		AllowedTenants: e.AllowedTenants,
+		ClientID:       cfg.IdP.ClientID,
+		ClientSecret:   cfg.IdP.ClientSecret,
+		OrgAccount:     e.OrgAccount,
+		AppIDURI:       e.AppIDURI,
 	}
 }
 

@@ -23,6 +23,7 @@ idp:
   client_secret: "s"
   entra:
     org_account: true
+    allowed_tenants: ["contoso.onmicrosoft.com"]
 sources:
   - name: "k2"
     preset: "k2-smartobjects-v4"

@@ -16,8 +16,8 @@ type logWriter struct {
 	mu     sync.Mutex
 	buf    *bufio.Writer
 	closed bool // after Close, every write goes straight through
-	stop chan struct{}
-	done chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 func newLogWriter(w io.Writer, interval time.Duration) *logWriter {

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/odata-bridge/bridge/connector"
+	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
@@ -161,15 +162,27 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		log.Warn("no redis configured: sessions live in this process's memory and are lost on restart; run one replica only")
 	}
 
-	provider := connector.NewProvider(connector.ProviderConfig{
+	// On a multi-tenant issuer, sign-in is limited to the pinned and the
+	// allowed tenants when any is configured.
+	tenants := cfg.IdP.Entra.AllowedTenants
+	if t := cfg.IdP.Entra.Tenant; t != "" {
+		tenants = append([]string{t}, tenants...)
+	}
+	if idp.MultiTenant(cfg.IdP.Issuer) && len(tenants) == 0 {
+		log.Warn("idp.issuer is multi-tenant and neither idp.entra.tenant nor idp.entra.allowed_tenants is set: users of any Entra tenant can sign in",
+			slog.String("issuer", cfg.IdP.Issuer))
+	}
+	provider := idp.NewProvider(idp.ProviderConfig{
 		Issuer:       cfg.IdP.Issuer,
 		AuthURL:      cfg.IdP.AuthURL,
 		TokenURL:     cfg.IdP.TokenURL,
+		JWKSURL:      cfg.IdP.JWKSURL,
 		ClientID:     cfg.IdP.ClientID,
 		ClientSecret: cfg.IdP.ClientSecret,
 		Scopes:       cfg.IdP.Scopes,
 		Resource:     cfg.IdP.Resource,
 		RedirectURL:  public + "/oauth/callback",
+		Tenants:      tenants,
 	})
 	store, err := tokencache.New(tokencache.Options{
 		Redis:       a.redis,
@@ -224,7 +237,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 
 // feedSources builds every configured source in one pass: its feed (the
 // relay's source, or a REST service) and the connector's view of it.
-func feedSources(cfg *Config, provider *connector.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger) ([]connector.Source, error) {
+func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger) ([]connector.Source, error) {
 	var relaySources []odata.Source
 	for _, sc := range cfg.Sources {
 		if sc.Kind == "odata" {

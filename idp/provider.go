@@ -1,9 +1,7 @@
-package connector
+package idp
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,20 +11,23 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/odata-bridge/bridge/fault"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
 // ProviderConfig configures the bridge as an OAuth client of the identity provider.
 type ProviderConfig struct {
-	Issuer       string       // OIDC issuer for discovery; empty: AuthURL and TokenURL are used as they are
-	AuthURL      string       // explicit authorization endpoint (overrides discovery)
-	TokenURL     string       // explicit token endpoint (overrides discovery)
-	ClientID     string       // the bridge's client ID at the provider
+	Issuer       string       // required: the expected iss of ID tokens, and the base of OIDC discovery
+	AuthURL      string       // explicit authorization endpoint (overrides discovery); zero: discovery's
+	TokenURL     string       // explicit token endpoint (overrides discovery); zero: discovery's
+	JWKSURL      string       // explicit key set of ID tokens (overrides discovery); zero: discovery's
+	ClientID     string       // the bridge's client ID at the provider; the audience of ID tokens
 	ClientSecret string       // kept on the server; never sent to the connector
 	Scopes       []string     // zero: openid, offline_access, profile, email
-	Resource     string       // Azure AD v1 'resource' parameter; empty: none
+	Resource     string       // Azure AD v1 'resource' parameter; zero: none
 	RedirectURL  string       // the bridge's own callback, {public_url}/oauth/callback
+	Tenants      []string     // with an Entra multi-tenant issuer, the tenants (IDs or domain names) that may sign in; zero: any
 	HTTPClient   *http.Client // zero: a client with a 30 s timeout
 }
 
@@ -49,15 +50,17 @@ type Provider struct {
 	mu       sync.Mutex
 	oauth    *oauth2.Config
 	verifier *oidc.IDTokenVerifier
-	issuer   string // the discovery document's issuer; may hold "{tenantid}"
+	issuer   string          // the discovery document's issuer; may hold "{tenantid}"
+	tenants  map[string]bool // lower-case tenant IDs that may sign in; nil: any
 }
 
-// ErrProviderDown means the identity provider could not be reached or
-// answered with a server error.
-var ErrProviderDown = errors.New("identity provider unavailable")
-
-// errIDToken means the provider's ID token failed verification.
-var errIDToken = errors.New("identity provider returned an invalid ID token")
+// signingAlgs are the ID-token algorithms accepted without discovery: the
+// asymmetric ones of RFC 7518 §3.1, never "none" nor HMAC, whose key a
+// client would share.
+var signingAlgs = []string{
+	oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512,
+	oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA,
+}
 
 // NewProvider returns a Provider; nothing is fetched until first use.
 func NewProvider(cfg ProviderConfig) *Provider {
@@ -75,15 +78,29 @@ func (p *Provider) ctx(ctx context.Context) context.Context {
 	return oidc.ClientContext(context.WithValue(ctx, oauth2.HTTPClient, p.client), p.client)
 }
 
-// multiTenant reports whether the issuer is one of Entra's shared issuers,
-// whose discovery document names a "{tenantid}" issuer template.
-func multiTenant(issuer string) bool {
+// MultiTenant reports whether the issuer is one of Entra's shared issuers
+// (common, organizations, consumers), whose discovery document names a
+// "{tenantid}" issuer template: users of many tenants sign in there.
+func MultiTenant(issuer string) bool {
+	return sharedSegment(issuer) != ""
+}
+
+// sharedSegment is the shared tenant segment of an Entra issuer, or "".
+func sharedSegment(issuer string) string {
 	for _, t := range []string{"/common/", "/organizations/", "/consumers/"} {
 		if strings.Contains(issuer+"/", t) {
-			return true
+			return t
 		}
 	}
-	return false
+	return ""
+}
+
+// explicit reports whether every endpoint is configured, so discovery is
+// skipped. Entra's shared issuers always need discovery for their issuer
+// template.
+func (p *Provider) explicit() bool {
+	c := p.cfg
+	return c.AuthURL != "" && c.TokenURL != "" && c.JWKSURL != "" && !MultiTenant(c.Issuer)
 }
 
 // config returns the OAuth configuration, running discovery once it succeeds.
@@ -93,6 +110,10 @@ func (p *Provider) config(ctx context.Context) (*oauth2.Config, error) {
 	if p.oauth != nil {
 		return p.oauth, nil
 	}
+	if p.cfg.Issuer == "" {
+		// Without an issuer no ID token can be verified, and none is trusted unverified.
+		return nil, fmt.Errorf("%w: no issuer is configured", ErrIDToken)
+	}
 	oc := &oauth2.Config{
 		ClientID:     p.cfg.ClientID,
 		ClientSecret: p.cfg.ClientSecret,
@@ -100,55 +121,87 @@ func (p *Provider) config(ctx context.Context) (*oauth2.Config, error) {
 		Scopes:       p.cfg.Scopes,
 		Endpoint:     oauth2.Endpoint{AuthURL: p.cfg.AuthURL, TokenURL: p.cfg.TokenURL},
 	}
-	if p.cfg.Issuer != "" {
-		dctx := p.ctx(ctx)
-		if multiTenant(p.cfg.Issuer) {
-			// Entra's shared issuers publish "https://…/{tenantid}/v2.0" as
-			// their issuer; the tenant is checked per token instead.
-			dctx = oidc.InsecureIssuerURLContext(dctx, p.cfg.Issuer)
-		}
-		prov, err := oidc.NewProvider(dctx, p.cfg.Issuer)
-		if err != nil {
-			return nil, fmt.Errorf("%w: discovery: %v", ErrProviderDown, err)
-		}
-		var meta struct {
-			Issuer string `json:"issuer"`
-		}
-		_ = prov.Claims(&meta)
-		p.issuer = meta.Issuer
-		ep := prov.Endpoint()
-		if oc.Endpoint.AuthURL == "" {
-			oc.Endpoint.AuthURL = ep.AuthURL
-		}
-		if oc.Endpoint.TokenURL == "" {
-			oc.Endpoint.TokenURL = ep.TokenURL
-		}
-		p.verifier = prov.Verifier(&oidc.Config{
-			ClientID:        p.cfg.ClientID,
-			SkipIssuerCheck: multiTenant(p.cfg.Issuer),
-		})
+	vc := &oidc.Config{ClientID: p.cfg.ClientID, SupportedSigningAlgs: signingAlgs}
+	// The key set's fetches outlive this request.
+	keysCtx := oidc.ClientContext(context.Background(), p.client)
+	if p.explicit() {
+		p.issuer = p.cfg.Issuer
+		p.verifier = oidc.NewVerifier(p.cfg.Issuer, oidc.NewRemoteKeySet(keysCtx, p.cfg.JWKSURL), vc)
+		p.oauth = oc
+		return oc, nil
 	}
+	dctx := p.ctx(ctx)
+	if MultiTenant(p.cfg.Issuer) {
+		// Entra's shared issuers publish "https://…/{tenantid}/v2.0" as
+		// their issuer; the tenant is checked per token instead.
+		dctx = oidc.InsecureIssuerURLContext(dctx, p.cfg.Issuer)
+	}
+	prov, err := oidc.NewProvider(dctx, p.cfg.Issuer)
+	if err != nil {
+		return nil, fault.Because(ErrUnavailable, fmt.Errorf("discovery: %w", err))
+	}
+	var meta struct {
+		Issuer string `json:"issuer"`
+	}
+	_ = prov.Claims(&meta)
+	tenants, err := p.resolveTenants(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ep := prov.Endpoint()
+	if oc.Endpoint.AuthURL == "" {
+		oc.Endpoint.AuthURL = ep.AuthURL
+	}
+	if oc.Endpoint.TokenURL == "" {
+		oc.Endpoint.TokenURL = ep.TokenURL
+	}
+	vc.SkipIssuerCheck = MultiTenant(p.cfg.Issuer)
+	if p.cfg.JWKSURL != "" {
+		p.verifier = oidc.NewVerifier(meta.Issuer, oidc.NewRemoteKeySet(keysCtx, p.cfg.JWKSURL), vc)
+	} else {
+		// The algorithms the discovery document lists; go-oidc drops "none".
+		vc.SupportedSigningAlgs = nil
+		p.verifier = prov.Verifier(vc)
+	}
+	p.issuer, p.tenants = meta.Issuer, tenants
 	p.oauth = oc
 	return oc, nil
 }
 
-// Ping checks that the provider's discovery document answers.
+// resolveTenants turns the configured tenants of a multi-tenant issuer into
+// tenant IDs; a domain name is looked up in its own discovery document.
+func (p *Provider) resolveTenants(ctx context.Context) (map[string]bool, error) {
+	seg := sharedSegment(p.cfg.Issuer)
+	if seg == "" || len(p.cfg.Tenants) == 0 {
+		return nil, nil
+	}
+	base := strings.TrimSuffix(p.cfg.Issuer, "/")
+	return resolveTenants(ctx, p.client, p.cfg.Tenants, func(domain string) string {
+		return strings.Replace(base+"/", seg, "/"+domain+"/", 1) + ".well-known/openid-configuration"
+	})
+}
+
+// Ping checks that the provider's discovery document answers, or its key
+// set where every endpoint is configured.
 func (p *Provider) Ping(ctx context.Context) error {
 	if p.cfg.Issuer == "" {
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		strings.TrimSuffix(p.cfg.Issuer, "/")+"/.well-known/openid-configuration", nil)
+	u := strings.TrimSuffix(p.cfg.Issuer, "/") + "/.well-known/openid-configuration"
+	if p.explicit() {
+		u = p.cfg.JWKSURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrProviderDown, err)
+		return fault.Because(ErrUnavailable, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: discovery answered %d", ErrProviderDown, resp.StatusCode)
+		return fault.Because(ErrUnavailable, fmt.Errorf("discovery answered %d", resp.StatusCode))
 	}
 	_, err = p.config(ctx)
 	return err
@@ -180,7 +233,7 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier, nonce string) (
 	}
 	tok, err := oc.Exchange(p.ctx(ctx), code, opts...)
 	if err != nil {
-		return Identity{}, nil, classifyProviderError("exchange code", err)
+		return Identity{}, nil, classify("exchange code", err)
 	}
 	id, err := p.identity(ctx, tok, nonce)
 	if err != nil {
@@ -245,44 +298,43 @@ type idClaims struct {
 	Nonce             string `json:"nonce"`
 }
 
+// identity verifies the ID token of tok: its signature against the
+// provider's key set, iss, aud, exp, nbf and nonce (OIDC Core §3.1.3.7).
+// Whatever the endpoints, an ID token is never trusted unverified.
 func (p *Provider) identity(ctx context.Context, tok *oauth2.Token, nonce string) (Identity, error) {
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return Identity{}, fmt.Errorf("%w: none in the token response (is the openid scope configured?)", errIDToken)
+		return Identity{}, fmt.Errorf("%w: none in the token response (is the openid scope configured?)", ErrIDToken)
+	}
+	p.mu.Lock()
+	verifier, issuer, tenants := p.verifier, p.issuer, p.tenants
+	p.mu.Unlock()
+	if verifier == nil {
+		return Identity{}, fmt.Errorf("%w: no key set", ErrIDToken)
+	}
+	idt, err := verifier.Verify(p.ctx(ctx), raw)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrIDToken, err)
 	}
 	var c idClaims
-	if p.verifier != nil {
-		idt, err := p.verifier.Verify(p.ctx(ctx), raw)
-		if err != nil {
-			return Identity{}, fmt.Errorf("%w: %v", errIDToken, err)
+	if err := idt.Claims(&c); err != nil {
+		return Identity{}, fmt.Errorf("%w: %v", ErrIDToken, err)
+	}
+	if MultiTenant(p.cfg.Issuer) {
+		// Multi-tenant: the issuer must be the template with this token's tenant.
+		want := strings.ReplaceAll(issuer, "{tenantid}", c.TenantID)
+		if c.TenantID == "" || c.Issuer != want {
+			return Identity{}, fmt.Errorf("%w: issuer does not match the token's tenant", ErrIDToken)
 		}
-		if err := idt.Claims(&c); err != nil {
-			return Identity{}, fmt.Errorf("%w: %v", errIDToken, err)
-		}
-		if multiTenant(p.cfg.Issuer) {
-			// Multi-tenant: the issuer must be the template with this token's tenant.
-			want := strings.ReplaceAll(p.issuer, "{tenantid}", c.TenantID)
-			if c.TenantID == "" || c.Issuer != want {
-				return Identity{}, fmt.Errorf("%w: issuer does not match the token's tenant", errIDToken)
-			}
-		}
-	} else {
-		// Explicit endpoints without discovery have no key set; OIDC Core
-		// §3.1.3.7 lets the TLS-protected token endpoint vouch for the token.
-		parts := strings.Split(raw, ".")
-		if len(parts) != 3 {
-			return Identity{}, fmt.Errorf("%w: not a JWT", errIDToken)
-		}
-		body, err := base64.RawURLEncoding.DecodeString(parts[1])
-		if err != nil || json.Unmarshal(body, &c) != nil {
-			return Identity{}, fmt.Errorf("%w: unreadable claims", errIDToken)
+		if tenants != nil && !tenants[strings.ToLower(c.TenantID)] {
+			return Identity{}, fault.Withf(ErrBadTenant, "the tenant %s is not accepted", c.TenantID)
 		}
 	}
 	if c.Nonce != nonce {
-		return Identity{}, fmt.Errorf("%w: nonce mismatch", errIDToken)
+		return Identity{}, fmt.Errorf("%w: nonce mismatch", ErrIDToken)
 	}
 	if c.Subject == "" {
-		return Identity{}, fmt.Errorf("%w: no subject", errIDToken)
+		return Identity{}, fmt.Errorf("%w: no subject", ErrIDToken)
 	}
 	id := Identity{Subject: c.Subject, Name: c.Name, Email: c.Email, Tenant: c.TenantID}
 	if c.TenantID != "" && c.ObjectID != "" {
@@ -307,19 +359,16 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// errProviderRefused means the provider refused a code or grant (a 4xx answer).
-var errProviderRefused = errors.New("identity provider refused the grant")
-
-// classifyProviderError separates a provider's refusal (4xx) from its being
-// unavailable (5xx, timeouts, refused connections).
-func classifyProviderError(op string, err error) error {
+// classify separates a provider's refusal (4xx) from its being unavailable
+// (5xx, timeouts, refused connections).
+func classify(op string, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 		code := re.ErrorCode
 		if code == "" {
 			code = "invalid_grant"
 		}
-		return fmt.Errorf("%s: %w (%s)", op, errProviderRefused, code)
+		return fmt.Errorf("%s: %w (%s)", op, ErrRefused, code)
 	}
-	return fmt.Errorf("%s: %w", op, ErrProviderDown)
+	return fault.Because(ErrUnavailable, errors.New(op))
 }

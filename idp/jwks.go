@@ -1,4 +1,4 @@
-package connector
+package idp
 
 import (
 	"context"
@@ -44,7 +44,7 @@ type keySet struct {
 var errUnknownKey = errors.New("the token's signing key is not in the tenant's key set")
 
 func parseJWS(raw string) (*jose.JSONWebSignature, string, error) {
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		return nil, "", fmt.Errorf("malformed token: %w", err)
 	}
@@ -57,7 +57,7 @@ func parseJWS(raw string) (*jose.JSONWebSignature, string, error) {
 // ensure fetches the set when the token raw names a key it does not hold
 // and the last fetch is a minute old, or when the set is a day old. A token
 // that does not parse needs no keys; the verifier refuses it. A failed
-// fetch is ErrProviderDown while no keys are held.
+// fetch is ErrUnavailable while no keys are held.
 func (k *keySet) ensure(ctx context.Context, raw string) error {
 	_, kid, err := parseJWS(raw)
 	if err != nil {
