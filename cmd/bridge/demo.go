@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,11 +18,9 @@ import (
 
 // runDemo starts the demo world and the bridge in front of it.
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	listen := fs.String("listen", "127.0.0.1:8080", "address of the bridge")
-	if err := fs.Parse(args); err != nil {
-		return usageError("demo: %v", err)
+	listen, err := demoListen(args, getenv)
+	if err != nil {
+		return err
 	}
 	world, err := demo.Start(ctx, demo.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ChooseUser: true})
 	if err != nil {
@@ -31,9 +28,9 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	defer world.Close()
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return fmt.Errorf("demo: listen on %s: %w (choose another with --listen 127.0.0.1:PORT)", *listen, err)
+		return fmt.Errorf("demo: listen on %s: %w (choose another with --listen 127.0.0.1:PORT)", listen, err)
 	}
 	public := "http://" + ln.Addr().String()
 	cfg, err := demoConfig(world, public)

@@ -13,22 +13,6 @@ import (
 	"syscall"
 )
 
-// usage is the top-level help.
-const usage = `bridge: OAuth sign-in and a streaming OData relay for Power BI and Excel.
-
-Usage:
-  bridge [serve] [--config FILE] [--listen ADDR] [--pprof ADDR]
-                                                    run the bridge (the default)
-  bridge demo [--listen ADDR]                       run the bridge with a sample upstream and identity provider
-  bridge check-config [--config FILE]               print the effective config, secrets redacted; exit 0 or 2
-  bridge connector --out DIR [--config FILE]        write the Power BI custom connector (.mez) for this bridge
-  bridge consent-url --tenant T [--config FILE]     print Entra ID's admin-consent URL for tenant T
-  bridge version                                    print the version
-
-The config file may also be named by BRIDGE_CONFIG, and every setting can be
-overridden by a BRIDGE_* environment variable (see README.md).
-`
-
 // exitError carries a process exit code; 2 means a bad config or bad usage.
 type exitError struct {
 	code int
@@ -58,12 +42,15 @@ func main() {
 
 // run is the whole program, testable: it returns when ctx ends or on error.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	cmd := "serve"
+	cmd, named := "serve", false
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+		cmd, args, named = args[0], args[1:], true
 	}
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
+			if !named {
+				cmd = "help" // bare `bridge --help` lists the commands
+			}
 			return help(cmd, stdout)
 		}
 	}
@@ -87,11 +74,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "consent-url":
 		return printConsentURL(args, getenv, stdout)
 	case "version":
-		fmt.Fprintln(stdout, "bridge", version())
+		if len(args) > 0 {
+			return usageError("version: unexpected argument %q", args[0])
+		}
+		bi, ok := debug.ReadBuildInfo()
+		fmt.Fprintln(stdout, versionLine(bi, ok))
 		return nil
 	case "help":
-		fmt.Fprint(stdout, usage)
-		return nil
+		if len(args) > 1 {
+			return usageError("help: one command at most; run 'bridge help'")
+		}
+		if len(args) == 1 {
+			return help(args[0], stdout)
+		}
+		return help("help", stdout)
 	}
 	return usageError("unknown command %q; run 'bridge --help'", cmd)
 }
@@ -106,32 +102,4 @@ func configFor(args []string, getenv func(string) string) (*Config, error) {
 		return nil, &exitError{code: 2, err: err}
 	}
 	return cfg, nil
-}
-
-func help(cmd string, w io.Writer) error {
-	switch cmd {
-	case "serve":
-		fmt.Fprint(w, "bridge serve [--config FILE] [--listen ADDR] [--pprof ADDR]\n\nRuns the bridge with the config file (or BRIDGE_CONFIG) and BRIDGE_* overrides.\nIt shuts down gracefully on SIGINT or SIGTERM within shutdown_timeout.\n\n--pprof 127.0.0.1:6060 serves Go's profiler (net/http/pprof) on that loopback\naddress only, on a listener of its own; off by default.\n")
-	case "demo":
-		fmt.Fprint(w, "bridge demo [--listen ADDR]\n\nStarts a sample K2-like upstream (SmartObject OData v4 and v3, Workflow REST),\nan embedded OIDC identity provider and the bridge with the in-memory store,\nall on loopback, and prints what to open. Default listen address: 127.0.0.1:8080.\n")
-	case "check-config":
-		fmt.Fprint(w, "bridge check-config [--config FILE]\n\nValidates the config, prints the effective config with secrets redacted,\nand exits 0 when it is valid or 2 with every problem when it is not.\n")
-	case "connector":
-		fmt.Fprint(w, "bridge connector --out DIR [--config FILE]\n\nWrites ODataBridge.mez, the Power BI custom connector for this bridge's\npublic_url, into DIR.\n")
-	case "consent-url":
-		fmt.Fprint(w, "bridge consent-url --tenant TENANT [--config FILE]\n\nPrints the URL at which a tenant administrator grants the bridge's Entra ID\napp registration its permissions (admin consent) for TENANT, a tenant ID or\ndomain name: exactly where GET /admin/consent?tenant=TENANT redirects.\n")
-	case "version":
-		fmt.Fprint(w, "bridge version\n\nPrints the version of this build.\n")
-	default:
-		fmt.Fprint(w, usage)
-	}
-	return nil
-}
-
-// version is the module version stamped by the Go toolchain.
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
 }
