@@ -48,7 +48,7 @@ func (s *Server) callerCredential(r *http.Request) (credential, error) {
 			}
 			_, password, ok := strings.Cut(string(raw), ":")
 			if !ok || password == "" {
-				return credential{}, fault.Because(errBadCredentials, errors.New("Basic header without a feed key"))
+				return credential{}, fault.Because(errBadCredentials, errors.New("no feed key in the Basic header"))
 			}
 			return credential{"key", password}, nil
 		default:

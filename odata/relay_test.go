@@ -601,7 +601,7 @@ func TestRelayUpstream401RenewsOnce(t *testing.T) {
 					return
 				}
 				w.Header().Set("WWW-Authenticate", `Bearer realm="upstream"`)
-				http.Error(w, "expired", 401)
+				http.Error(w, "expired", http.StatusUnauthorized)
 			})
 			auth := &staticAuth{}
 			reg := prometheus.NewRegistry()
@@ -761,7 +761,7 @@ func TestRelayBatch(t *testing.T) {
 			return
 		}
 		if r.Header.Get("Authorization") != "Bearer upstream-token-2" {
-			http.Error(w, "expired", 401) // the retry must replay the body
+			http.Error(w, "expired", http.StatusUnauthorized) // the retry must replay the body
 			return
 		}
 		w.Header().Set("Content-Type", "multipart/mixed;boundary=b2")
@@ -912,6 +912,7 @@ func TestWriteErrorShapes(t *testing.T) {
 		if w.Code != 418 {
 			t.Errorf("version %q: status = %d", tt.version, w.Code)
 		}
+		//lint:ignore SA1008 the non-canonical spellings are looked up on purpose: none may appear
 		n := len(w.Header()["Odata-Version"]) + len(w.Header()["OData-Version"]) + len(w.Header()["DataServiceVersion"])
 		if n != 1 || len(w.Header()[tt.header]) != 1 {
 			t.Errorf("version %q: headers %v, want one %s", tt.version, w.Header(), tt.header)

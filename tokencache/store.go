@@ -257,9 +257,6 @@ func (s *Store) readSession(ctx context.Context, sid string) (sessionRecord, []b
 	return rec, raw, nil
 }
 
-// errStop ends an update without writing.
-var errStop = errors.New("stop")
-
 // updateSession applies fn to the current record and writes it back only if nobody wrote
 // in between (compare-and-set), retrying on a conflict. A session ended meanwhile stays
 // ended: the write needs the old value to be there.
