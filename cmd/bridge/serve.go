@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -383,32 +382,4 @@ func derive(keys []tokencache.Key, purpose string) []byte {
 	m := hmac.New(sha256.New, keys[0].Secret)
 	m.Write([]byte(purpose))
 	return m.Sum(nil)
-}
-
-// startMetrics serves /metrics on addr, on its own mux and listener: the
-// public listener never serves it. The returned stop shuts it down.
-func startMetrics(addr string, metrics http.Handler, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: listen: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("metrics listener stopped", slog.Any("error", err))
-		}
-	}()
-	log.Info("metrics listening", slog.String("addr", ln.Addr().String()))
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if srv.Shutdown(ctx) != nil {
-			srv.Close()
-		}
-		<-done
-	}, nil
 }
