@@ -28,6 +28,9 @@ func (s *Store) CreateFeedKey(ctx context.Context, sessionID, name string) (KeyI
 	if _, err := s.b.set(ctx, lookup, s.seal(&p, lookup, ""), s.refreshTTL, setNX); err != nil {
 		return KeyInfo{}, "", err
 	}
+	if err := s.track(ctx, sessionID, time.Time{}, lookup); err != nil {
+		return KeyInfo{}, "", err
+	}
 	if _, err := s.updateSession(ctx, sessionID, func(r *sessionRecord) error {
 		r.Keys = append(r.Keys, kid)
 		return nil
