@@ -384,4 +384,3 @@ func revokeToken(t *testing.T, base, token string) {
 		t.Fatalf("revoke on %s: status %d", base, resp.StatusCode)
 	}
 }
-
