@@ -42,8 +42,15 @@ func startSentinelSet(t *testing.T) *sentinelSet {
 		prog = "redis-server"
 	}
 	ss := &sentinelSet{}
-	master := startRedis(t)
-	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	// A master that has lost its replica refuses writes (NOREPLICAS, which the bridge
+	// answers with 503): after SENTINEL FAILOVER promotes the replica, the old master
+	// would otherwise accept writes until the Sentinels reconfigure it, and lose them
+	// when it becomes a replica, tokens the bridge has just handed out included.
+	// A replica that must resynchronise in full gets the data at once, not after
+	// Redis's default wait of 5 s for more replicas.
+	durable := []string{"--min-replicas-to-write", "1", "--min-replicas-max-lag", "2", "--repl-diskless-sync-delay", "0"}
+	master := startRedis(t, durable...)
+	replica := startRedis(t, append(durable, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))...)
 	ss.nodes = []*redisServer{master, replica}
 	for range 3 {
 		s := &redisServer{dir: t.TempDir(), prog: prog}
@@ -219,19 +226,17 @@ func TestRedisSentinelFailover(t *testing.T) {
 	bridges := []*bridge{startBridge(t, cfg), startBridge(t, cfg)}
 	ctx := context.Background()
 
-	// Sessions that only wait, and sessions that make traffic through the switch.
-	var kept, busy []tokens
-	var keptKeys, busyKeys []feedKey
-	for i := range 10 {
-		br := bridges[i%2]
-		tok := mustSignIn(t, br.URL, []string{"alice", "bob", "carol"}[i%3])
-		key := mustCreateKey(t, br.URL, tok.Access)
-		if i < 6 {
-			kept, keptKeys = append(kept, tok), append(keptKeys, key)
-		} else {
-			busy, busyKeys = append(busy, tok), append(busyKeys, key)
+	// Sessions that only wait through both switches, and for each switch fresh ones
+	// that make traffic through it.
+	signIns := func(n int) (toks []tokens, keys []feedKey) {
+		for i := range n {
+			br := bridges[i%2]
+			tok := mustSignIn(t, br.URL, []string{"alice", "bob", "carol"}[i%3])
+			toks, keys = append(toks, tok), append(keys, mustCreateKey(t, br.URL, tok.Access))
 		}
+		return toks, keys
 	}
+	kept, keptKeys := signIns(6)
 	checkAll := func(when string) {
 		t.Helper()
 		for i := range kept {
@@ -239,6 +244,13 @@ func TestRedisSentinelFailover(t *testing.T) {
 				for _, auth := range []string{bearer(kept[i].Access), basicKey(keptKeys[i].Key)} {
 					if r := retry503(t, br.URL+"/odata/smartobjects/Customers?$top=1", auth); r.Status != http.StatusOK {
 						t.Errorf("%s: session %d on %s: status %d: %s", when, i, br.URL, r.Status, r.Body)
+						for _, n := range ss.nodes {
+							c := n.client()
+							info, err := c.Info(ctx, "replication").Result()
+							c.Close()
+							t.Logf("replication on %s: %v %s", n.Addr(), err, info)
+						}
+						t.Logf("the end of the log of %s: %s", br.URL, lastLines(br.logText(t), 10))
 					}
 				}
 			}
@@ -276,6 +288,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 		}},
 		{"SIGKILL of the master", func(t *testing.T, m *redisServer) { m.kill() }},
 	} {
+		busy, busyKeys := signIns(4)
 		ss.waitInSync(t)
 		before := ss.master(ctx)
 		load := startSwitchLoad(bridges, busy, busyKeys)
@@ -294,6 +307,11 @@ func TestRedisSentinelFailover(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		if fault.name == "SIGKILL of the master" {
+			// The killed node comes back, and the Sentinels make it the new master's
+			// replica; until it is in sync the new master refuses writes.
+			before.restart(t)
+		}
 		time.Sleep(5 * time.Second) // traffic on the new master
 		load.end()
 		last := time.Duration(0)
@@ -309,10 +327,6 @@ func TestRedisSentinelFailover(t *testing.T) {
 			t.Errorf("%s: only %d requests during the switch", fault.name, load.total.Load())
 		}
 		checkAll("after " + fault.name)
-		if fault.name == "SIGKILL of the master" {
-			// The killed node comes back as a replica of the new master.
-			before.restart(t)
-		}
 	}
 }
 
