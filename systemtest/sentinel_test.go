@@ -157,14 +157,15 @@ type switchLoad struct {
 	mu       sync.Mutex
 	problems []string
 	total    atomic.Int64
-	unavail  atomic.Int64 // 503s
-	last503  atomic.Int64 // Unix nanoseconds
+	unavail  atomic.Int64   // 503s
+	byKind   map[string]int // 503s by request kind, under mu
+	last503  atomic.Int64   // Unix nanoseconds
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
 
 func startSwitchLoad(bridges []*bridge, clients []tokens, keys []feedKey) *switchLoad {
-	l := &switchLoad{stop: make(chan struct{})}
+	l := &switchLoad{stop: make(chan struct{}), byKind: map[string]int{}}
 	for i := range clients {
 		l.wg.Go(func() {
 			ctx := context.Background()
@@ -199,6 +200,9 @@ func (l *switchLoad) note(o observation) {
 	if o.status == http.StatusServiceUnavailable {
 		l.unavail.Add(1)
 		l.last503.Store(time.Now().UnixNano())
+		l.mu.Lock()
+		l.byKind[o.what]++
+		l.mu.Unlock()
 	}
 	if p := o.problem(); p != "" {
 		l.mu.Lock()
@@ -318,8 +322,8 @@ func TestRedisSentinelFailover(t *testing.T) {
 		if n := load.last503.Load(); n > start.UnixNano() {
 			last = time.Unix(0, n).Sub(start)
 		}
-		t.Logf("%s: new master named by the Sentinels after %v; %d requests, %d answered 503, the last 503 %v after the fault",
-			fault.name, promoted.Round(10*time.Millisecond), load.total.Load(), load.unavail.Load(), last.Round(10*time.Millisecond))
+		t.Logf("%s: new master named by the Sentinels after %v; %d requests, %d answered 503 (%v), the last 503 %v after the fault",
+			fault.name, promoted.Round(10*time.Millisecond), load.total.Load(), load.unavail.Load(), load.byKind, last.Round(10*time.Millisecond))
 		for _, p := range load.problems {
 			t.Errorf("%s: %s", fault.name, p)
 		}
