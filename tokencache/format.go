@@ -41,8 +41,8 @@ func (s *Store) formatKey() string { return s.prefix + "format" }
 
 // minFormat returns the minimum format in force, re-reading it when the last read is
 // older than formatCheck. A store of its own (memory) has no other replica, so it
-// writes the newest format. A failed read keeps the last value; before the first
-// successful read that is FormatListIndex, which every release reads.
+// writes the newest format. A failed read keeps the last value for formatCheck; before
+// the first successful read that is FormatListIndex, which every release reads.
 func (s *Store) minFormat(ctx context.Context) int {
 	if !s.shared {
 		return CurrentFormat
@@ -50,6 +50,9 @@ func (s *Store) minFormat(ctx context.Context) int {
 	if time.Since(time.Unix(0, s.formatAt.Load())) >= formatCheck && s.formatMu.TryLock() {
 		defer s.formatMu.Unlock()
 		if _, err := s.readFormat(ctx); err != nil {
+			// Not again before formatCheck: while Redis is down every request would
+			// try and log it.
+			s.formatAt.Store(time.Now().UnixNano())
 			s.log.Warn("tokencache: reading the minimum store format failed; keeping the last one", "format", s.format.Load(), "err", err)
 		}
 	}

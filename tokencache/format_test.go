@@ -1,10 +1,12 @@
 package tokencache
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -370,4 +372,34 @@ func TestLookupsDropExpiredAccessTokens(t *testing.T) {
 			t.Errorf("after 200 rotations the lookups set holds %d names, want at most %d", len(tracked), 1+10+2*pruneBatch)
 		}
 	})
+}
+
+// A replica that cannot read the format keeps the last one and tries again only after
+// formatCheck, so an outage costs no extra round trip per request.
+func TestFormatReadFailureBacksOff(t *testing.T) {
+	e := redisEnv(t)
+	s := e.store(t, Options{})
+	e.setFormat(t, FormatVersioned, s)
+	down := &failingGets{backend: s.b}
+	s.b = down
+	s.formatAt.Store(time.Now().Add(-formatCheck).UnixNano())
+	for range 3 {
+		if got := s.minFormat(ctx); got != FormatVersioned {
+			t.Errorf("minFormat after a failed read: %d, want the last one, %d", got, FormatVersioned)
+		}
+	}
+	if got := down.calls.Load(); got != 1 {
+		t.Errorf("reads of the format key in three calls after a failure: %d, want 1", got)
+	}
+}
+
+// failingGets is a backend whose reads fail, as while Redis is down; it counts them.
+type failingGets struct {
+	backend
+	calls atomic.Int64
+}
+
+func (f *failingGets) get(context.Context, string) ([]byte, error) {
+	f.calls.Add(1)
+	return nil, unavailable(errors.New("connection refused"))
 }
