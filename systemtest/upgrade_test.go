@@ -291,6 +291,11 @@ func checkTwoVersions(t *testing.T, old *release, redisURL string, clusterAddrs 
 		}
 	}
 	neu := versions[1].br
+	t.Cleanup(func() { // the Cluster may be shared: leave nothing behind
+		for _, s := range sessions {
+			revokeToken(t, neu.URL, s.tok.Refresh)
+		}
+	})
 	versions[0].br.stop(t)
 	checkKept := func(when string) {
 		t.Helper()
