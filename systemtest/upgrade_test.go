@@ -97,7 +97,8 @@ func buildRelease(t testing.TB, commit string) *release {
 		t.Fatalf("commit %s of the previous release is missing from a full clone: %s", commit, out)
 	}
 	build, _ := releases.LoadOrStore(commit, sync.OnceValues(func() (*release, error) {
-		dir, err := os.MkdirTemp("", "bridge-release-"+commit+"-")
+		// Beside this tree's binary: removed when the test binary ends.
+		dir, err := os.MkdirTemp(filepath.Dir(bridgeBin), "release-"+commit+"-")
 		if err != nil {
 			return nil, err
 		}
