@@ -19,6 +19,10 @@ import (
 // writes the oldest form: every value as valueV1 and the subject index both as the
 // sorted set and as the sealed list the releases before the set read. It reads every
 // form at every format.
+//
+// Every sealed value carries its version (crypto.go). Three kinds of keys hold nothing
+// sealed and no version: this key, the rate-limit counters (decimal integers that live
+// two minutes) and a session's lookups set (key names, which no older release reads).
 const (
 	// FormatListIndex: releases that keep the subject index only as one sealed list
 	// (bridge:sub:) may run. The list is kept beside the set.
