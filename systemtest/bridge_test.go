@@ -49,6 +49,8 @@ type bridgeConfig struct {
 	RateLimit      int    // rate_limit.per_key_per_minute; zero: off, so load and fault runs are not throttled
 	AccessTTL      string // session.access_ttl; zero: the default
 	RefreshTTL     string // session.refresh_ttl; zero: the default
+	MasterName     string // redis.master_name: RedisAddrs are Sentinels
+	Binary         string // the bridge program; zero: bridgeBin, built from this tree
 }
 
 // bridge is one running bridge process.
@@ -166,6 +168,8 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	switch {
 	case cfg.RedisURL != "":
 		doc["redis"] = map[string]any{"url": cfg.RedisURL}
+	case len(cfg.RedisAddrs) > 0 && cfg.MasterName != "":
+		doc["redis"] = map[string]any{"addrs": cfg.RedisAddrs, "master_name": cfg.MasterName}
 	case len(cfg.RedisAddrs) > 0:
 		doc["redis"] = map[string]any{"addrs": cfg.RedisAddrs}
 	}
@@ -182,7 +186,11 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bridgeBin, "serve")
+	bin := bridgeBin
+	if cfg.Binary != "" {
+		bin = cfg.Binary
+	}
+	cmd := exec.Command(bin, "serve")
 	// Only what the bridge needs: an inherited BRIDGE_* variable would
 	// change the config under test.
 	cmd.Env = []string{

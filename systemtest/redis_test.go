@@ -21,6 +21,7 @@ type redisServer struct {
 	Port int
 	dir  string
 	args []string
+	prog string // zero: redis-server
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -60,7 +61,11 @@ func (r *redisServer) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.cmd = exec.Command("redis-server", r.args...)
+	prog := r.prog
+	if prog == "" {
+		prog = "redis-server"
+	}
+	r.cmd = exec.Command(prog, r.args...)
 	r.cmd.Dir = r.dir
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	if err := r.cmd.Start(); err != nil {

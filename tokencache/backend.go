@@ -21,7 +21,9 @@ type backend interface {
 	take(ctx context.Context, key, marker string) ([]byte, bool, error)                 // value, and whether this was the first take
 	renew(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) // extend if key holds val
 	ping(ctx context.Context) error
-	existing(ctx context.Context, keys ...string) ([]bool, error) // one answer per key, in one round trip
+	existing(ctx context.Context, keys ...string) ([]bool, error)  // one answer per key, in one round trip
+	delAny(ctx context.Context, keys ...string) error              // keys in any Cluster slots, in one round trip; not atomic
+	raise(ctx context.Context, key string, v int64) (int64, error) // set an integer key to v unless it holds more; the value after
 
 	// An ordered set (a Redis sorted set whose scores only order it) holds the subject
 	// index: members are opaque sealed bytes, in the order they were last pushed.

@@ -11,13 +11,27 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // Value format: version byte, key-ID length, key ID, 12-byte nonce, AES-256-GCM sealed
 // text. The additional data binds the Redis key (and the subject where the reader knows
 // it), so a value copied under another key fails to open.
-const sealVersion = 1
+//
+// The version byte is the store format (format.go) that introduced the value's layout:
+// valueV1 is what formats 1 and 2 write; valueV3, format 3's, also binds the version
+// itself in the additional data, so a value cannot be passed off as another version.
+// open reads both; seal writes the one the keyring is told to (keyring.write), which
+// the store lowers to valueV1 while a release that reads only that may be running.
+const (
+	valueV1 byte = 1
+	valueV3 byte = 3
+)
+
+// sealVersion is the version of values sealed before formats were negotiated.
+const sealVersion = valueV1
 
 // errCorrupt means a stored value could not be opened: corrupted, moved to another key,
 // or sealed with a key that is no longer configured. Callers treat it as ErrNotFound.
@@ -25,8 +39,9 @@ var errCorrupt = errors.New("stored value does not decrypt")
 
 // keyring holds the configured keys; keys[0] seals and names new lookups.
 type keyring struct {
-	keys []ringKey
-	byID map[string]*ringKey
+	keys  []ringKey
+	byID  map[string]*ringKey
+	write atomic.Uint32 // the value version seal writes: valueV1 or valueV3
 }
 
 type ringKey struct {
@@ -37,6 +52,7 @@ type ringKey struct {
 
 func newKeyring(keys []Key) (*keyring, error) {
 	r := &keyring{keys: make([]ringKey, len(keys)), byID: make(map[string]*ringKey, len(keys))}
+	r.write.Store(uint32(valueV1))
 	for i, k := range keys {
 		if err := validKeyID(k.ID); err != nil {
 			return nil, err
@@ -100,10 +116,17 @@ func (r *keyring) names(prefix, input string) []string {
 	return out
 }
 
-// aad binds a value to its Redis key and, where the reader knows it, its subject.
-func aad(key, subject string) []byte {
+// aad binds a value to its Redis key and, where the reader knows it, its subject; from
+// valueV3 on, to its version too.
+func aad(version byte, key, subject string) []byte {
 	b := make([]byte, 0, 16+len(key)+len(subject))
-	b = append(b, "tokencache/v1\x00"...)
+	if version == valueV1 {
+		b = append(b, "tokencache/v1\x00"...)
+	} else {
+		b = append(b, "tokencache/v"...)
+		b = strconv.AppendUint(b, uint64(version), 10)
+		b = append(b, 0)
+	}
 	b = append(b, key...)
 	b = append(b, 0)
 	return append(b, subject...)
@@ -120,17 +143,24 @@ func (r *keyring) seal(plain []byte, key, subject string) []byte {
 }
 
 func (r *keyring) sealNonce(plain []byte, key, subject string, nonce [12]byte) []byte {
-	return r.keys[0].seal(plain, aad(key, subject), nonce)
+	v := r.version()
+	return r.keys[0].seal(v, plain, aad(v, key, subject), nonce)
 }
+
+// version is the value version seal writes now.
+func (r *keyring) version() byte { return byte(r.write.Load()) }
 
 // sealFixed encrypts plain with keys[i] and a nonce derived, as in SIV modes, from that
 // key, the additional data and plain: equal inputs seal to equal bytes, so a sealed
 // value can be found again by what it holds (a member of a sorted set is removed by its
 // bytes). It reveals that two such values are equal and nothing else; two different inputs
 // share a nonce only by a 96-bit collision. The length prefix keeps the additional data and plain apart.
-func (r *keyring) sealFixed(i int, plain []byte, key, subject string) []byte {
+//
+// v is the value version; the same input sealed as another version gives other bytes, so
+// a caller that removes a member by its bytes removes it in every version it reads.
+func (r *keyring) sealFixed(i int, v byte, plain []byte, key, subject string) []byte {
 	k := &r.keys[i]
-	ad := aad(key, subject)
+	ad := aad(v, key, subject)
 	m := k.macs.Get().(hash.Hash)
 	m.Reset()
 	m.Write([]byte("tokencache fixed nonce v1\x00"))
@@ -141,12 +171,12 @@ func (r *keyring) sealFixed(i int, plain []byte, key, subject string) []byte {
 	var sum [sha256.Size]byte
 	m.Sum(sum[:0])
 	k.macs.Put(m)
-	return k.seal(plain, ad, [12]byte(sum[:12]))
+	return k.seal(v, plain, ad, [12]byte(sum[:12]))
 }
 
-func (k *ringKey) seal(plain, ad []byte, nonce [12]byte) []byte {
+func (k *ringKey) seal(v byte, plain, ad []byte, nonce [12]byte) []byte {
 	out := make([]byte, 0, 2+len(k.id)+12+len(plain)+16)
-	out = append(out, sealVersion, byte(len(k.id)))
+	out = append(out, v, byte(len(k.id)))
 	out = append(out, k.id...)
 	out = append(out, nonce[:]...)
 	return k.aead.Seal(out, nonce[:], plain, ad)
@@ -155,7 +185,7 @@ func (k *ringKey) seal(plain, ad []byte, nonce [12]byte) []byte {
 // open decrypts a value sealed by seal under any configured key. It never returns data
 // on failure.
 func (r *keyring) open(sealed []byte, key, subject string) ([]byte, error) {
-	if len(sealed) < 2 || sealed[0] != sealVersion {
+	if len(sealed) < 2 || sealed[0] != valueV1 && sealed[0] != valueV3 {
 		return nil, errCorrupt
 	}
 	n := int(sealed[1])
@@ -167,7 +197,7 @@ func (r *keyring) open(sealed []byte, key, subject string) ([]byte, error) {
 		return nil, errCorrupt
 	}
 	nonce := sealed[2+n : 2+n+12]
-	plain, err := k.aead.Open(nil, nonce, sealed[2+n+12:], aad(key, subject))
+	plain, err := k.aead.Open(nil, nonce, sealed[2+n+12:], aad(sealed[0], key, subject))
 	if err != nil {
 		return nil, errCorrupt
 	}

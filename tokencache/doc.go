@@ -25,6 +25,15 @@
 // its input so that a session is removed by its ID; a use or a sign-in costs the same
 // whatever the number of sessions of its subject (see index.go).
 //
+// # Upgrades
+//
+// Every value starts with its version. Replicas of different releases may share one
+// Redis during an upgrade, so a replica writes only what the oldest release still
+// running reads: the minimum store format, the integer under bridge:format, which the
+// operator raises once the older release is gone (redis-cli SET bridge:format 3, or
+// Store.RaiseFormat). Until then the subject index is also kept in the list form the
+// releases before the sorted set read. See format.go and RELIABILITY.md.
+//
 // # Key rotation
 //
 // Put the new key first: Keys: [new, old]. The first key seals and names everything
@@ -47,6 +56,12 @@
 // Every Rotate issues a new refresh token of the same family. A retry with the previous
 // token inside ReuseGrace gets the same answer again; any older token, or the previous
 // one later, revokes the family and its session (ErrReused).
+//
+// # Ends
+//
+// EndSession and EndSubject delete every key of what they end: the session's own keys
+// in its slot, its index entries, and the lookup keys of its tokens and feed keys, whose
+// names the session records in bridge:{sid}:lookups as it hands them out.
 //
 // # Hot path and revocation
 //

@@ -28,6 +28,9 @@ func (s *Store) CreateFeedKey(ctx context.Context, sessionID, name string) (KeyI
 	if _, err := s.b.set(ctx, lookup, s.seal(&p, lookup, ""), s.refreshTTL, setNX); err != nil {
 		return KeyInfo{}, "", err
 	}
+	if err := s.track(ctx, sessionID, time.Time{}, lookup); err != nil {
+		return KeyInfo{}, "", err
+	}
 	if _, err := s.updateSession(ctx, sessionID, func(r *sessionRecord) error {
 		r.Keys = append(r.Keys, kid)
 		return nil
@@ -74,14 +77,16 @@ func (s *Store) FeedKey(ctx context.Context, key string) (string, error) {
 		return "", err
 	}
 	kr.LastUsed = now
-	// XX: a key revoked meanwhile stays revoked.
+	// XX: a key revoked meanwhile stays revoked. The key and its session were just
+	// read, so a store that refuses writes for a while (a Redis master that has lost
+	// its replica, one being demoted in a failover) still serves the key; only its
+	// LastUsedAt and sliding TTL wait for the next use.
 	if _, err := s.b.set(ctx, recKey, s.seal(&kr, recKey, p.Subject), s.refreshTTL, setXX); err != nil {
-		return "", err
-	}
-	if found > 0 {
+		s.log.Warn("tokencache: recording a feed key's use failed", "session", p.SID, "err", err)
+	} else if found > 0 {
 		s.movePointer(ctx, p, fkPrefix, key, pName)
 	} else if err := s.b.expire(ctx, pName, s.refreshTTL); err != nil {
-		return "", err
+		s.log.Warn("tokencache: extending a feed key's lookup failed", "session", p.SID, "err", err)
 	}
 	s.touch(ctx, p.SID, rec, vals[1])
 	s.hot.put(hotEntry{key: hk, val: p.SID, sid: p.SID, keyID: p.ID, exp: now.Add(s.hotTTL)})

@@ -221,3 +221,21 @@ func (e *env) cleanup(t testing.TB) {
 		e.client.Del(ctx, k)
 	}
 }
+
+// setFormat sets the env's minimum store format, lower or higher, as an operator with
+// redis-cli would, and makes the given replicas read it at once. The memory env has no
+// format key: its store always writes the newest.
+func (e *env) setFormat(t testing.TB, f int, replicas ...*Store) {
+	t.Helper()
+	if e.client == nil {
+		return
+	}
+	if err := e.client.Set(context.Background(), e.prefix+"format", f, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range replicas {
+		if got, err := s.Format(context.Background()); err != nil || got != f {
+			t.Fatalf("Format after setting %d: %d, %v", f, got, err)
+		}
+	}
+}

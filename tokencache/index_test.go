@@ -171,6 +171,7 @@ func TestIndexMember(t *testing.T) {
 func TestSignInPrunesBoundedBatches(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		s := e.store(t, Options{})
+		e.setFormat(t, FormatSetIndex, s) // the list of FormatListIndex is read whole, as its releases did
 		const n = 40
 		var all, live []string
 		for range n {
@@ -214,6 +215,7 @@ func TestUseKeepsIndexWithoutReadingIt(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, e *env) {
 		clk := newClock()
 		s := e.store(t, Options{Now: clk.Now, HotCacheTTL: -1, RefreshTTL: time.Hour})
+		e.setFormat(t, FormatSetIndex, s) // the list of FormatListIndex is read, as its releases did
 		sid := newSession(t, s, "sub-1")
 		for range 20 {
 			newSession(t, s, "sub-1")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -208,6 +209,20 @@ func (m *memory) existing(_ context.Context, keys ...string) ([]bool, error) {
 		_, out[i] = m.lookup(k)
 	}
 	return out, nil
+}
+
+func (m *memory) delAny(ctx context.Context, keys ...string) error { return m.del(ctx, keys...) }
+
+func (m *memory) raise(_ context.Context, key string, v int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.lookup(key); ok {
+		if cur, err := strconv.ParseInt(string(e.val), 10, 64); err == nil && cur >= v {
+			return cur, nil
+		}
+	}
+	m.store(key, []byte(strconv.FormatInt(v, 10)), 0)
+	return v, nil
 }
 
 func (m *memory) zpush(_ context.Context, key string, members [][]byte, ttl time.Duration, head int) ([][]byte, error) {

@@ -146,6 +146,14 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 1 then ttl = 1 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ttl) then return {v, 1} end
 return {v, 0}`)
+	raiseScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local v = tonumber(ARGV[1])
+if cur < v then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return v
+end
+return cur`)
 	// An ordered set is a sorted set whose scores count up from its last member's, so a
 	// push is O(log n) and its order is the order of the pushes. ARGV[1]: TTL in ms;
 	// ARGV[2]: how many members of its head to return; the rest: members to push.
@@ -238,6 +246,25 @@ func (r redisStore) existing(ctx context.Context, keys ...string) ([]bool, error
 		out[i] = c.Val() == 1
 	}
 	return out, nil
+}
+
+func (r redisStore) delAny(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	// One DEL per key: in a Cluster the keys lie in many slots.
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	return unavailable(err)
+}
+
+func (r redisStore) raise(ctx context.Context, key string, v int64) (int64, error) {
+	n, err := raiseScript.Run(ctx, r.c, []string{key}, v).Int64()
+	return n, unavailable(err)
 }
 
 func (r redisStore) zpush(ctx context.Context, key string, members [][]byte, ttl time.Duration, head int) ([][]byte, error) {

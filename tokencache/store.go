@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,6 +79,11 @@ type Store struct {
 	touchInterval time.Duration
 	rl            rateLeases
 
+	shared   bool         // Redis: other replicas, maybe of other releases, share the keys
+	format   atomic.Int32 // the minimum store format last read (format.go)
+	formatAt atomic.Int64 // when, in Unix nanoseconds; zero: never
+	formatMu sync.Mutex   // one reader of the format at a time
+
 	closing   context.Context // cancelled by Close: in-flight refreshes stop
 	close     context.CancelFunc
 	closeOnce sync.Once
@@ -130,6 +138,7 @@ func New(opts Options) (*Store, error) {
 			return nil, errors.New("tokencache: encryption keys are required with Redis")
 		}
 		s.b = redisStore{c: opts.Redis}
+		s.shared = true
 	} else {
 		if len(keys) == 0 {
 			secret := make([]byte, 32)
@@ -145,6 +154,10 @@ func New(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("tokencache: %w", err)
 	}
 	s.ring = ring
+	s.format.Store(FormatListIndex)
+	if !s.shared {
+		s.applyFormat(CurrentFormat)
+	}
 	s.closing, s.close = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -217,6 +230,55 @@ func (s *Store) familyKey(sid, fid string) string {
 }
 func (s *Store) feedKeyKey(sid, kid string) string {
 	return s.prefix + "{" + sid + "}:key:" + kid
+}
+func (s *Store) lookupsKey(sid string) string { return s.prefix + "{" + sid + "}:lookups" }
+
+// A session's lookup keys (bridge:at:, bridge:rt:, bridge:fk:) are named by HMACs of
+// tokens the store does not keep, so nothing could find them again to delete them. So
+// their names are recorded in an ordered set of the session, bridge:{sid}:lookups,
+// each member "<expiry in Unix seconds> <name>" (0: as long as the session), which
+// ending the session reads and deletes with them. Like the subject index, a write
+// checks only the pruneBatch members at the set's head and drops the expired ones, so
+// access tokens rotated away do not pile up. The names are HMACs: the set holds no
+// token and needs no sealing. Releases before it do not write it; their lookup keys
+// point to nowhere after an end, are refused on use and expire on their own.
+
+// track records lookup keys of a session; until is when they expire, zero for as long
+// as the session.
+func (s *Store) track(ctx context.Context, sid string, until time.Time, names ...string) error {
+	var exp int64
+	if !until.IsZero() {
+		exp = until.Unix() + 1
+	}
+	members := make([][]byte, len(names))
+	for i, n := range names {
+		members[i] = []byte(strconv.FormatInt(exp, 10) + " " + n)
+	}
+	key := s.lookupsKey(sid)
+	head, err := s.b.zpush(ctx, key, members, s.refreshTTL, pruneBatch)
+	if err != nil {
+		return err
+	}
+	now := s.now().Unix()
+	var keep, drop [][]byte
+	for _, m := range head {
+		if _, exp, ok := parseTracked(m); !ok || exp != 0 && exp <= now {
+			drop = append(drop, m)
+		} else {
+			keep = append(keep, m)
+		}
+	}
+	return s.b.zsettle(ctx, key, keep, drop)
+}
+
+// parseTracked splits a member of a session's lookups set.
+func parseTracked(m []byte) (name string, exp int64, ok bool) {
+	e, name, ok := strings.Cut(string(m), " ")
+	if !ok || name == "" {
+		return "", 0, false
+	}
+	exp, err := strconv.ParseInt(e, 10, 64)
+	return name, exp, err == nil
 }
 
 // open decrypts and decodes a stored record; anything that fails reads as ErrNotFound,
@@ -333,6 +395,9 @@ func (s *Store) touch(ctx context.Context, sid string, rec sessionRecord, raw []
 		s.log.Warn("tokencache: recording a session's use failed", "session", sid, "err", err)
 		return
 	}
+	if err := s.b.expire(ctx, s.lookupsKey(sid), s.refreshTTL); err != nil {
+		s.log.Warn("tokencache: extending a session's lookups failed", "session", sid, "err", err)
+	}
 	if err := s.ensureIndexed(ctx, rec.Subject, sid); err != nil {
 		s.log.Warn("tokencache: refreshing a subject's index failed", "session", sid, "err", err)
 	}
@@ -346,8 +411,10 @@ func (s *Store) EndSession(ctx context.Context, sessionID string) error {
 	if err != nil || subject == "" {
 		return err
 	}
-	if _, err := s.moveLegacyIndex(ctx, subject); err != nil {
-		return err
+	if s.minFormat(ctx) > FormatListIndex {
+		if _, err := s.moveLegacyIndex(ctx, subject); err != nil {
+			return err
+		}
 	}
 	return s.unindex(ctx, subject, []string{sessionID})
 }
@@ -363,18 +430,34 @@ func (s *Store) endSession(ctx context.Context, sessionID string) (string, error
 	if err != nil {
 		return "", err
 	}
-	keys := []string{s.sessionKey(sessionID), s.audienceKey(sessionID)}
+	tracked, err := s.b.zall(ctx, s.lookupsKey(sessionID))
+	if err != nil {
+		return "", err
+	}
+	keys := []string{s.sessionKey(sessionID), s.lockKey(sessionID), s.lookupsKey(sessionID), s.audienceKey(sessionID)}
 	for _, fid := range rec.Families {
 		keys = append(keys, s.familyKey(sessionID, fid))
 	}
 	for _, kid := range rec.Keys {
 		keys = append(keys, s.feedKeyKey(sessionID, kid))
 	}
+	// All in the session's slot: one atomic DEL ends the session for every replica.
 	if err := s.b.del(ctx, keys...); err != nil {
 		return "", err
 	}
-	// Lookup keys (bridge:at:, bridge:rt:, bridge:fk:) now point nowhere; they are
-	// refused on use and expire on their own.
+	// The lookup keys, in other slots, now point nowhere and would be refused on use;
+	// they are deleted so that nothing of the session stays.
+	names := make([]string, 0, len(tracked))
+	for _, m := range tracked {
+		if name, _, ok := parseTracked(m); ok && strings.HasPrefix(name, s.prefix) {
+			names = append(names, name)
+		}
+	}
+	for chunk := range slices.Chunk(names, zBatch) {
+		if err := s.b.delAny(ctx, chunk...); err != nil {
+			return "", err
+		}
+	}
 	return rec.Subject, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strings"
+	"time"
 )
 
 // Bridge tokens. Each kind has a prefix, so a secret scanner can spot a leaked one and
@@ -97,6 +98,9 @@ func (s *Store) movePointer(ctx context.Context, p pointer, prefix, input, oldNa
 		s.log.Warn("tokencache: moving a lookup key to the newest key failed", "err", err)
 		return
 	}
+	if err := s.track(ctx, p.SID, time.Time{}, name); err != nil {
+		s.log.Warn("tokencache: recording a moved lookup key failed", "err", err)
+	}
 	_ = s.b.del(ctx, oldName)
 }
 
@@ -104,8 +108,10 @@ func (s *Store) movePointer(ctx context.Context, p pointer, prefix, input, oldNa
 func (s *Store) putAccess(ctx context.Context, sid, access string) error {
 	name := s.ring.name(0, s.prefix+"at:", access)
 	p := pointer{SID: sid, Expires: s.now().Add(s.accessTTL)}
-	_, err := s.b.set(ctx, name, s.seal(&p, name, ""), s.accessTTL, setAlways)
-	return err
+	if _, err := s.b.set(ctx, name, s.seal(&p, name, ""), s.accessTTL, setAlways); err != nil {
+		return err
+	}
+	return s.track(ctx, sid, p.Expires, name)
 }
 
 // Issue starts a new refresh-token family for a session and returns its first access
@@ -130,6 +136,9 @@ func (s *Store) Issue(ctx context.Context, sessionID string) (Tokens, error) {
 	rtName := s.ring.name(0, s.prefix+"rt:", string(handle))
 	p := pointer{SID: sessionID, ID: fid}
 	if _, err := s.b.set(ctx, rtName, s.seal(&p, rtName, ""), s.refreshTTL, setAlways); err != nil {
+		return Tokens{}, err
+	}
+	if err := s.track(ctx, sessionID, time.Time{}, rtName); err != nil {
 		return Tokens{}, err
 	}
 	access, refresh := familyTokens(fam.Secret, handle, 1)
