@@ -197,14 +197,6 @@ func (rc *redisCluster) Addrs() []string {
 	return out
 }
 
-func (rc *redisCluster) clusterClient() *redis.ClusterClient {
-	var addrs []string
-	for _, n := range rc.nodes {
-		addrs = append(addrs, n.Addr())
-	}
-	return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: time.Second})
-}
-
 // waitHealthy waits until every node reports cluster_state:ok and knows
 // three masters, each with a replica in sync.
 func (rc *redisCluster) waitHealthy(t testing.TB) {
