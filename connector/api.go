@@ -19,7 +19,7 @@ import (
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
-// sourceInfo is one entry of GET /api/sources (DESIGN §4).
+// sourceInfo is one entry of GET /api/sources (docs/design.md, HTTP routes).
 type sourceInfo struct {
 	Name         string  `json:"name"`
 	Title        string  `json:"title"`

@@ -145,7 +145,7 @@ func (a *sessionAuthorizer) Authorize(ctx context.Context, out *http.Request, re
 // errSourceToken means the identity provider refused a source's own token.
 var errSourceToken = fault.Sentinel(fault.Forbidden, "SourceTokenRefused", "The identity provider refused a token for this source.")
 
-// basicAuthorizer forwards the caller's Basic credentials unchanged (flow C).
+// basicAuthorizer forwards the caller's Basic credentials unchanged (Basic pass-through).
 type basicAuthorizer struct{ header string }
 
 func (a basicAuthorizer) Authorize(_ context.Context, out *http.Request, _ bool) error {

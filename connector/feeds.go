@@ -93,7 +93,7 @@ func WriteError(w http.ResponseWriter, version string, err error) {
 	writeODataError(w, version, err)
 }
 
-// serviceAuthorizer sends the source's shared client-credentials token (flow D).
+// serviceAuthorizer sends the source's shared client-credentials token (the service-account flow).
 type serviceAuthorizer struct{ ts oauth2.TokenSource }
 
 func (a serviceAuthorizer) Authorize(_ context.Context, out *http.Request, renew bool) error {

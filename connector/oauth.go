@@ -177,7 +177,7 @@ func (s *Server) redirectError(c *gin.Context, redirectURI, state, code, desc st
 	c.Redirect(http.StatusFound, u.String())
 }
 
-// authorize is step A.1–A.2: validate the client, then hand over to the
+// authorize is steps 1–2 of the custom-connector flow: validate the client, then hand over to the
 // identity provider with the bridge's own state, nonce and PKCE.
 func (s *Server) authorize(c *gin.Context) {
 	q := c.Request.URL.Query()
@@ -294,7 +294,7 @@ func (s *Server) failPage(c *gin.Context, err error) {
 	showError(c, f.status, f.message)
 }
 
-// callback is step A.3. The state is taken first, and only a valid state
+// callback is step 3 of the custom-connector flow. The state is taken first, and only a valid state
 // lets the provider's code be redeemed.
 func (s *Server) callback(c *gin.Context) {
 	ctx := c.Request.Context()
@@ -416,7 +416,7 @@ type tokenResponse struct {
 	RefreshToken string `json:"refresh_token"`
 }
 
-// token is step A.4 and A.6: the authorization_code and refresh_token grants.
+// token is steps 4 and 6 of the custom-connector flow: the authorization_code and refresh_token grants.
 func (s *Server) token(c *gin.Context) {
 	ctx := c.Request.Context()
 	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))

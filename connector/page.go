@@ -54,7 +54,7 @@ func pageHeaders(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 }
 
-// index is the sign-in page (flow B).
+// index is the sign-in page (the Excel and feed-key flow).
 func (s *Server) index(c *gin.Context) {
 	pageHeaders(c)
 	data := pageData{PublicURL: s.public.String()}

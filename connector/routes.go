@@ -6,7 +6,7 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// routes is the whole HTTP surface of the bridge (DESIGN §4).
+// routes is the whole HTTP surface of the bridge (docs/design.md, HTTP routes).
 func (s *Server) routes() {
 	e := s.engine
 	e.Use(s.observe, s.recoverPanics, s.securityHeaders, s.bodyDeadline)
@@ -21,14 +21,14 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	// The OAuth authorization server of the Power BI connector (flow A).
+	// The OAuth authorization server of the Power BI custom connector.
 	e.GET("/.well-known/oauth-authorization-server", s.authServerMetadata)
 	e.GET("/oauth/authorize", s.authorize)
 	e.GET("/oauth/callback", s.callback)
 	e.POST("/oauth/token", noStore, s.token)
 	e.POST("/oauth/revoke", noStore, s.revoke)
 
-	// The sign-in page and feed keys for Excel (flow B).
+	// The sign-in page and feed keys for Excel.
 	e.GET("/", s.index)
 	e.GET("/signin", s.signIn)
 	e.POST("/signout", s.signOut)
@@ -50,7 +50,7 @@ func (s *Server) routes() {
 	e.GET("/powerbi/:file", s.powerBIFile)
 	e.GET("/excel/:file", s.excelFile)
 
-	// The relay (flows A to D).
+	// The relay, for every flow.
 	e.Any("/odata/:source", s.feed)
 	e.Any("/odata/:source/*path", s.feed)
 

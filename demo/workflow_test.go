@@ -27,8 +27,8 @@ func keysOf(m map[string]any, prefix string) []string {
 	return out
 }
 
-// TestTaskFieldsMatchK2 compares a task's JSON names with K2's documented
-// GET tasks example from the shared fixture set.
+// TestTaskFieldsMatchK2 compares a task's JSON names with a GET tasks answer
+// in the shape of K2's Workflow REST API (internal/fixtures).
 func TestTaskFieldsMatchK2(t *testing.T) {
 	raw := fixtures.Read(t, fixtures.K2TasksExample)
 	var doc map[string]any

@@ -1,4 +1,4 @@
-// Package odata is the bridge's streaming OData relay (DESIGN §7).
+// Package odata is the bridge's streaming OData relay (docs/design.md, Relay rules).
 //
 // A Relay forwards GET and HEAD (and POST $batch where a source allows it) from
 // /odata/{source}/{path} to the source's upstream through a small streaming core of its

@@ -4,56 +4,56 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/odata-bridge/bridge/internal/fixtures"
 )
 
-const olingoV4 = "http://localhost:${tomcat.servlet.port}/stub/StaticService/V40/Static.svc/"
+// The services the payloads were written as coming from.
+const (
+	staticV4 = "http://localhost:8080/static/V40/Static.svc/"
+	staticV3 = "http://localhost:8080/static/V30/Static.svc/"
+	refV2    = "http://localhost:8080/Reference.svc/"
+	catalog  = "http://catalog.example.org/Catalog.svc/"
+)
 
-// fixtureCases are the real payloads of the shared fixture set (see its MANIFEST.md), by
-// file name, with the service bases they print. The first base becomes the test
-// upstream's own URL, the others its aliases, so every absolute link points at the
-// upstream as it would live.
+// fixtureCases are the payloads of internal/fixtures (see its
+// testdata/MANIFEST.md), by file name, with the service bases they print. The
+// first base becomes the test upstream's own URL, the others its aliases, so every
+// absolute link points at the upstream as it would live.
 var fixtureCases = []struct {
 	file, ctype string
 	bases       []string
 }{
-	{"TripPin_result_20.json", "application/json;odata.metadata=full", []string{
-		"http://services.odata.org/V4/(S(4taa1h2202lz2pi2bpqff3uy))/TripPinServiceRW/",
-		"https://services.odata.org/V4/(S(4taa1h2202lz2pi2bpqff3uy))/TripPinServiceRW/"}},
-	{"AccountTasksAndLink.json", "application/json", []string{"https://demoodataendpoint.crm4.dynamics.com/api/data/v8.1/"}},
-	{"AccountTasksOnlyLink.json", "application/json", []string{"https://demoodataendpoint.crm4.dynamics.com/api/data/v8.1/"}},
-	{"OpenTypeV401.json", "application/json", []string{"http://localhost/ApiActionExample/odata/"}},
-	{"Customers.json", "application/json", []string{"https://services.odata.org/V4/Northwind/Northwind.svc/"}},
-	{"V40_People_feed.full.json", "application/json;odata.metadata=full", []string{olingoV4}},
-	{"V40_People_skiptoken_5.full.json", "application/json;odata.metadata=full", []string{olingoV4}},
-	{"V40_delta.full.json", "application/json;odata.metadata=full", []string{olingoV4}},
-	{"V40_badRequest.json", "application/json", []string{olingoV4}},
-	{"V40_Customers_feed.xml", "application/atom+xml;type=feed", []string{olingoV4}},
-	{"V40_northwind-metadata.xml", "application/xml", []string{"http://localhost:${tomcat.servlet.port}/stub/StaticService/V40/"}},
-	{"V40_metadata.xml", "application/xml", []string{olingoV4}},
-	{"V30_Customer_-10_links_Orders.full.json", "application/json;odata=fullmetadata", []string{"http://localhost:${tomcat.servlet.port}/stub/StaticService/V30/Static.svc/"}},
-	{"V30_Customer_feed.full.json", "application/json;odata=fullmetadata", []string{"http://localhost:${tomcat.servlet.port}/stub/StaticService/V30/Static.svc/"}},
-	{"northwind-v3-customers-page1.json", "application/json;odata=minimalmetadata", []string{"https://services.odata.org/Northwind/Northwind.svc/"}},
-	{"JsonBuildingWithInlineRoomsAndNextLinkAndCount.json", "application/json", []string{"http://localhost:8080/ReferenceScenario.svc/"}},
-	{"JsonEmployee.json", "application/json", []string{"http://localhost:8080/ReferenceScenario.svc/"}},
-	{"JsonTeamsWithCount.json", "application/json", []string{"http://localhost:8080/ReferenceScenario.svc/"}},
-	{"feed_rooms_small.xml", "application/atom+xml;type=feed", []string{"http://localhost:8080/ReferenceScenario.svc/"}},
-	{"partial_feed_part_1.xml", "application/atom+xml;type=feed", []string{"http://test.com/test.svc/"}},
-	{"MultipleProducts.xml", "application/atom+xml;type=feed", []string{"http://services.odata.org/Northwind/Northwind.svc/"}},
-	{"SingleProduct.xml", "application/atom+xml;type=entry", []string{"http://services.odata.org/Northwind/Northwind.svc/"}},
-	{"SingleCustomerWithAddress.xml", "application/atom+xml;type=entry", []string{"http://services.odata.org/Northwind/Northwind.svc/"}},
-	{"SingleCategoryWithProducts.xml", "application/atom+xml;type=entry", []string{"http://services.odata.org/Northwind/Northwind.svc/"}},
-	{"ResponseReaderV4Tests.GetRelativeNextPageLink.2.txt", "application/json", []string{"http://localhost/functions/"}},
-	{"ResponseReaderV4Tests.GetRelativeNextPageLink.4.txt", "application/json", []string{"http://localhost/functions/"}},
-	{"Northwind.xml", "application/xml", []string{"http://services.odata.org/Northwind/Northwind.svc/"}},
-	{"Northwind3.xml", "application/xml", []string{"http://services.odata.org/Northwind/Northwind.svc/"}},
-	{"Northwind4.xml", "application/xml", []string{"http://services.odata.org/V4/Northwind/Northwind.svc/"}},
-	{"Northwind.metadata.xml", "application/xml", []string{"http://services.odata.org/V4/Northwind/Northwind.svc/"}},
-	{"TripPin.xml", "application/xml", []string{"http://services.odata.org/V4/TripPinService/"}},
+	{"people-page.full.json", "application/json;odata.metadata=full", []string{
+		"http://people.example.org/v4/(S(k3x9q2mfa1b7c8d4e5f6g0hz))/PeopleService/",
+		"https://people.example.org/v4/(S(k3x9q2mfa1b7c8d4e5f6g0hz))/PeopleService/"}},
+	{"account-tasks.json", "application/json", []string{"https://crm.example.com/api/data/v9.2/"}},
+	{"account-tasks-empty.json", "application/json", []string{"https://crm.example.com/api/data/v9.2/"}},
+	{"open-type.json", "application/json", []string{"http://localhost/OpenTypes/odata/"}},
+	{"customers-minified.json", "application/json", []string{"https://shop.example.net/v4/Shop.svc/"}},
+	{"people-v3-style-next.full.json", "application/json;odata.metadata=full", []string{staticV4}},
+	{"people-last-page.full.json", "application/json;odata.metadata=full", []string{staticV4}},
+	{"delta.full.json", "application/json;odata.metadata=full", []string{staticV4}},
+	{"bad-request.json", "application/json", []string{staticV4}},
+	{"customers-feed.xml", "application/atom+xml;type=feed", []string{staticV4}},
+	{"reference-metadata.xml", "application/xml", []string{"http://localhost:8080/static/V40/"}},
+	{"people-metadata.xml", "application/xml", []string{"http://people.example.org/v4/(S(k3x9q2mfa1b7c8d4e5f6g0hz))/PeopleService/"}},
+	{"unprefixed-metadata.xml", "application/xml", []string{"https://shop.example.net/v4/Shop.svc/"}},
+	{"recorded-relative-next.txt", "application/json", []string{"http://localhost/functions/"}},
+	{"recorded-last-page.txt", "application/json", []string{"http://localhost/functions/"}},
+	{"orders-links.full.json", "application/json;odata=fullmetadata", []string{staticV3}},
+	{"customer-feed.full.json", "application/json;odata=fullmetadata", []string{staticV3}},
+	{"customers-page.json", "application/json;odata=minimalmetadata", []string{"https://shop.example.net/v3/Shop.svc/"}},
+	{"catalog-metadata.xml", "application/xml", []string{catalog}},
+	{"category-inline-entry.xml", "application/atom+xml;type=entry", []string{catalog}},
+	{"rooms-verbose.json", "application/json", []string{refV2}},
+	{"building-inline.json", "application/json", []string{refV2}},
+	{"employee.json", "application/json", []string{refV2}},
+	{"products-feed.xml", "application/atom+xml;type=feed", []string{catalog}},
+	{"customer-entry.xml", "application/atom+xml;type=entry", []string{catalog}},
+	{"partial-feed.xml", "application/atom+xml;type=feed", []string{"http://test.example/partial.svc/"}},
 }
 
 // replaceBases replaces each from[i] with to[i], in plain and \/-escaped form, leftmost
@@ -85,7 +85,7 @@ func replaceBases(b []byte, from, to []string) []byte {
 	return out
 }
 
-// TestFixtures relays every shared OData payload and checks that links are rewritten
+// TestFixtures relays every OData payload of internal/fixtures and checks that links are rewritten
 // and every other byte is identical.
 func TestFixtures(t *testing.T) {
 	files := fixtures.OData(t)
@@ -100,13 +100,14 @@ func TestFixtures(t *testing.T) {
 	}
 	for _, gc := range fixtureCases {
 		t.Run(gc.file, func(t *testing.T) {
-			path, ok := files[gc.file]
+			raw, ok := files[gc.file]
 			if !ok {
-				t.Fatalf("fixture %s is missing from the shared set", gc.file)
+				t.Fatalf("fixture %s is missing from internal/fixtures", gc.file)
 			}
-			raw, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
+			for _, base := range gc.bases {
+				if !bytes.Contains(raw, []byte(base)) && !bytes.Contains(raw, []byte(strings.ReplaceAll(base, "/", `\/`))) {
+					t.Errorf("fixture %s never prints its base %s", gc.file, base)
+				}
 			}
 			var served []byte
 			u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {

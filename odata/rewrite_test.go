@@ -138,11 +138,11 @@ func fuzzRewrite(f *testing.F, ext string, from []string) {
 }
 
 func FuzzRewriteJSON(f *testing.F) {
-	fuzzRewrite(f, ".json", []string{"http://up/svc/", "https://up/svc/", "http://services.odata.org/V4/(S(4taa1h2202lz2pi2bpqff3uy))/TripPinServiceRW/"})
+	fuzzRewrite(f, ".json", []string{"http://up/svc/", "https://up/svc/", "http://people.example.org/v4/(S(k3x9q2mfa1b7c8d4e5f6g0hz))/PeopleService/"})
 }
 
 func FuzzRewriteXML(f *testing.F) {
-	fuzzRewrite(f, ".xml", []string{"http://up/svc/", "HTTP://UP/SVC/", "http://localhost:8080/ReferenceScenario.svc/", "http://services.odata.org/Northwind/Northwind.svc/"})
+	fuzzRewrite(f, ".xml", []string{"http://up/svc/", "HTTP://UP/SVC/", "http://localhost:8080/static/V40/Static.svc/", "http://catalog.example.org/Catalog.svc/"})
 }
 
 // TestRewriterDenseSlashes: a stream full of '/' (Atom XML) makes the Rewriter leave the

@@ -9,7 +9,7 @@ import (
 )
 
 // The records below are encoded in a small versioned binary form before sealing: Redis
-// memory per session is a budget (DESIGN §8: < 2 KiB for a typical Entra token set), and
+// memory per session is a budget (docs/design.md, Performance targets: < 2 KiB for a typical Entra token set), and
 // JSON field names, escapes and base64 text would spend much of it.
 
 // sessionRecord is what bridge:{sid}:session holds.

@@ -12,7 +12,7 @@ import (
 	"github.com/odata-bridge/bridge/powerbi"
 )
 
-// The configuration is DESIGN §5: one YAML file (--config or BRIDGE_CONFIG), then BRIDGE_*
+// The configuration (docs/design.md, Configuration) is one YAML file (--config or BRIDGE_CONFIG), then BRIDGE_*
 // environment overrides for every scalar, then the flags a person types (--listen).
 // loadConfig reads it; Validate checks it in one pass; Redacted prepares it for printing.
 
@@ -53,7 +53,7 @@ func (d Duration) String() string {
 	return s
 }
 
-// Config is the whole configuration of the bridge, DESIGN §5 key for key.
+// Config is the whole configuration of the bridge, key for key.
 // The zero value is not usable: start from defaultConfig or loadConfig.
 type Config struct {
 	// Listen is the address the HTTP server listens on; default ":8080".
@@ -188,7 +188,7 @@ type SourceConfig struct {
 	EntitySets []rest.EntitySet `yaml:"entity_sets,omitempty" env:"-" validate:"-"`
 }
 
-// setDefaults resets s to a source with DESIGN §5's defaults, before the file or the environment fill it in.
+// setDefaults resets s to a source with its documented defaults, before the file or the environment fill it in.
 func (s *SourceConfig) setDefaults() {
 	*s = SourceConfig{Kind: "odata", Auth: "user", HeaderTimeout: Duration(60 * time.Second)}
 }
@@ -231,7 +231,7 @@ func defaultClients() []ClientConfig {
 	return []ClientConfig{{ID: powerbi.DefaultClientID, RedirectURIs: []string{powerbi.RedirectURI}}}
 }
 
-// defaultConfig returns the configuration with DESIGN §5's defaults and nothing else.
+// defaultConfig returns the configuration with its documented defaults and nothing else.
 func defaultConfig() *Config {
 	return &Config{
 		Listen:          ":8080",
@@ -296,7 +296,7 @@ const (
 	msgEnvGap   = "names a list entry that does not exist: entries are added in order from the next free index"
 )
 
-// loadConfig builds the configuration from DESIGN §5's layers, each overriding the one before:
+// loadConfig builds the configuration from its layers, each overriding the one before:
 // defaults, the YAML file (--config, else BRIDGE_CONFIG; none is fine), BRIDGE_* environment
 // variables looked up with getenv, and the --listen flag. The --pprof flag sets Pprof.
 //

@@ -357,7 +357,7 @@ sources:
 		},
 	}
 	if len(tests) < 12 {
-		t.Fatalf("only %d bad configs; the issue asks for at least 12", len(tests))
+		t.Fatalf("only %d bad configs; want at least 12", len(tests))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -442,7 +442,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// DESIGN §5, written out independently of defaultConfig.
+	// The documented defaults (README.md, "Configuration"), written out independently of defaultConfig.
 	want := &Config{
 		Listen:          ":8080",
 		ShutdownTimeout: Duration(30 * time.Second),

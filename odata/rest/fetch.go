@@ -274,7 +274,7 @@ func (s *Service) fetchPage(ctx context.Context, es *entitySet, u *url.URL, pare
 }
 
 // get sends one upstream GET with the caller's credentials. On a 401 it
-// asks the Authorizer to renew once and retries once (DESIGN §7).
+// asks the Authorizer to renew once and retries once (docs/design.md, Relay rules).
 func (s *Service) get(ctx context.Context, es *entitySet, u *url.URL, auth odata.Authorizer) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

@@ -683,11 +683,12 @@ func TestSwaggerExampleFixture(t *testing.T) {
 		t.Fatalf("rows: got %d, want 1", len(f.Value))
 	}
 	want := map[string]any{
-		"serialNumber": "string", "status": "Completed", "taskStartDate": "2019-03-20T15:46:41.633Z",
-		"sleepUntil": "2019-03-20T15:46:41.633Z", "priority": float64(0), "workflowInstanceID": float64(0),
-		"originator_fqn": "string", "originator_displayName": "string",
-		"actions_batchable": "string", "actions_nonBatchable": "string", "actions_system": "string",
-		"instruction": "string",
+		"serialNumber": "4021_87", "status": "Open", "taskStartDate": "2026-02-03T08:15:30.25Z",
+		"sleepUntil": "2026-02-04T00:00:00Z", "priority": float64(1), "workflowInstanceID": float64(4021),
+		"formURL":        "https://k2.example.com/Runtime/Runtime/Form/Expense+Claim+Approval/?SN=4021_87",
+		"originator_fqn": `K2:EXAMPLE\rjones`, "originator_displayName": "Riley Jones",
+		"actions_batchable": "Approve, Decline", "actions_nonBatchable": "Rework", "actions_system": "Redirect, Sleep, Release",
+		"instruction": "Check the receipts before approving.",
 	}
 	for k, v := range want {
 		if got := f.Value[0][k]; got != v {
