@@ -87,13 +87,20 @@ func (s *Server) sessionOf(ctx context.Context, cr credential) (string, error) {
 	return sid, err
 }
 
-// requireSession authenticates /api routes with a bridge bearer token or a
-// feed key; the sign-in page's cookie is accepted where the page is served.
+// requireSession authenticates the /api/keys routes with the sign-in
+// page's cookie (and its CSRF token) or a bridge bearer token, never a feed key.
 func (s *Server) requireSession(c *gin.Context) {
 	sid, err := s.pageSession(c)
 	if err == nil && sid == "" {
 		var cr credential
-		if cr, err = s.callerCredential(c.Request); err == nil {
+		cr, err = s.callerCredential(c.Request)
+		switch {
+		case err != nil:
+		case cr.kind == "key":
+			// A feed key reads feeds; it never manages keys, or a leaked key
+			// could mint others and outlive its own revocation.
+			err = fault.Because(errBadCredentials, errors.New("a feed key cannot manage feed keys"))
+		default:
 			sid, err = s.sessionOf(c.Request.Context(), cr)
 		}
 	}

@@ -271,6 +271,14 @@ func TestOrgAccountRefusals(t *testing.T) {
 		{"alg none", idptest.Unsigned(valid)},
 		{"HS256 with the public key", b.idp.Sign(t, valid, "HS256", b.idp.PublicKeyDER(t))},
 		{"no oid", b.idp.Sign(t, with("oid", ""), "RS256", nil)},
+		// An application's own token (client credentials, /.default) has
+		// roles and no scp: no user is behind it.
+		{"app-only token: no scp", b.idp.Sign(t, func() map[string]any {
+			c := with("roles", []string{"Feeds.Read"})
+			delete(c, "scp")
+			return c
+		}(), "RS256", nil)},
+		{"app-only token: idtyp app", b.idp.Sign(t, with("idtyp", "app"), "RS256", nil)},
 		{"three dots of garbage", "a.b.c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -547,3 +547,35 @@ func TestSignInCookieFitsABrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedKeyCannotManageKeys: a feed key reads feeds, but the key API
+// refuses it, so a leaked key can neither mint others nor list them.
+func TestFeedKeyCannotManageKeys(t *testing.T) {
+	b := newBridge(t, nil)
+	access, _ := b.signIn(t)
+	st, body := b.call(t, http.MethodPost, "/api/keys", nil, bearerJSON(access), `{"name":"excel"}`)
+	if st != http.StatusCreated {
+		t.Fatalf("create: status %d %s", st, body)
+	}
+	var k struct{ ID, Key string }
+	json.Unmarshal([]byte(body), &k)
+	basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("x:"+k.Key))}, "Content-Type": {"application/json"}}
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/api/keys"},
+		{http.MethodPost, "/api/keys"},
+		{http.MethodDelete, "/api/keys/" + k.ID},
+		{http.MethodGet, "/api/keys?api_key=" + k.Key},
+	} {
+		h := basic
+		if strings.Contains(tc.path, "api_key=") {
+			h = nil
+		}
+		if st, body := b.call(t, tc.method, tc.path, nil, h, `{"name":"minted"}`); st != http.StatusUnauthorized {
+			t.Errorf("%s %s with a feed key: status %d %s, want 401", tc.method, tc.path, st, body)
+		}
+	}
+	// The key itself still reads feeds.
+	if resp, body := b.get(t, "/odata/test/People", http.Header{"Authorization": basic["Authorization"]}); resp.StatusCode != http.StatusOK {
+		t.Errorf("feed with the key: status %d %s", resp.StatusCode, body)
+	}
+}

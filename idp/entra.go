@@ -272,6 +272,16 @@ func (e *Entra) Verify(ctx context.Context, raw string) (Caller, error) {
 	if err := tok.Claims(&c); err != nil || !guidPattern.MatchString(c.TenantID) || c.ObjectID == "" {
 		return Caller{}, fault.Because(ErrInvalidToken, errors.New("the Entra token lacks tid or oid"))
 	}
+	// Only a user's delegated token names a person: an application's own
+	// token (client credentials, roles and no scp, idtyp "app") would let
+	// any service principal of an accepted tenant read as nobody.
+	var kind struct {
+		Scope  string `json:"scp"`
+		IDType string `json:"idtyp"`
+	}
+	if err := tok.Claims(&kind); err != nil || kind.Scope == "" || kind.IDType == "app" {
+		return Caller{}, fault.Because(ErrInvalidToken, errors.New("the Entra token is not a user's delegated token"))
+	}
 	if !tenants[strings.ToLower(c.TenantID)] {
 		return Caller{}, fault.Because(ErrInvalidToken, errors.New("the Entra token is from another tenant"))
 	}
