@@ -84,9 +84,22 @@ func (s *Server) entitySets(c *gin.Context) {
 		writeODataError(c.Writer, odata.Version4, fault.Withf(odata.ErrUnknownSource, "No source is named %q.", name))
 		return
 	}
+	fail := func(err error) {
+		if c.GetHeader("X-CSRF-Token") != "" {
+			// The page's script: a challenge would make the browser ask
+			// for a password; the page explains the failure itself.
+			f := classify(err)
+			if f.retry && c.Writer.Header().Get("Retry-After") == "" {
+				c.Header("Retry-After", retryAfterSeconds)
+			}
+			odata.WriteError(c.Writer, odata.Version4, f.status, f.code, f.message)
+			return
+		}
+		writeODataError(c.Writer, odata.Version4, err)
+	}
 	ctx, err := s.pageCallerContext(c)
 	if err != nil {
-		writeODataError(c.Writer, odata.Version4, err)
+		fail(err)
 		return
 	}
 	r := c.Request.WithContext(ctx)
@@ -94,7 +107,11 @@ func (s *Server) entitySets(c *gin.Context) {
 	version := cmp.Or(known, odata.Version4)
 	who, auth, err := s.authorizeUpstream(ctx, r, src)
 	if err != nil {
-		s.writeAuthError(c.Writer, odata.Version4, err)
+		if c.GetHeader("X-CSRF-Token") != "" {
+			fail(err)
+		} else {
+			s.writeAuthError(c.Writer, odata.Version4, err)
+		}
 		return
 	}
 	if who.user != "" && !s.allow(c, who.cred, who.user, version) {
@@ -104,7 +121,7 @@ func (s *Server) entitySets(c *gin.Context) {
 	// The service root, as a GET of /odata/{source}/ would read it.
 	in, err := http.NewRequestWithContext(ctx, http.MethodGet, s.feedURL(src.Name), nil)
 	if err != nil {
-		writeODataError(c.Writer, odata.Version4, err)
+		fail(err)
 		return
 	}
 	in.Header.Set("Accept", serviceDocumentAccept)
@@ -116,22 +133,22 @@ func (s *Server) entitySets(c *gin.Context) {
 	}
 	switch {
 	case rec.over:
-		writeODataError(c.Writer, odata.Version4, fault.Withf(errServiceDocument, "The source's service document is larger than %d MiB.", maxServiceDocument>>20))
+		fail(fault.Withf(errServiceDocument, "The source's service document is larger than %d MiB.", maxServiceDocument>>20))
 		return
 	case aborted:
-		writeODataError(c.Writer, odata.Version4, errSourceFailed)
+		fail(errSourceFailed)
 		return
 	case rec.status != http.StatusOK:
 		if ra := rec.header.Get("Retry-After"); ra != "" {
 			c.Header("Retry-After", ra)
 		}
-		writeODataError(c.Writer, odata.Version4, upstreamFault(rec.status))
+		fail(upstreamFault(rec.status))
 		return
 	}
 	sets, err := parseServiceDocument(rec.body.Bytes(), s.feedURL(src.Name))
 	if err != nil {
 		s.log.WarnContext(ctx, "service document not understood", slog.String("source", src.Name), slog.Any("error", err))
-		writeODataError(c.Writer, odata.Version4, fault.Because(errServiceDocument, err))
+		fail(fault.Because(errServiceDocument, err))
 		return
 	}
 	out := make([]entitySet, 0, len(sets))

@@ -240,12 +240,16 @@ func TestEntitySetsCredentials(t *testing.T) {
 		{"page cookie with its CSRF token", http.Header{"Cookie": {cookie}, "X-Csrf-Token": {pc.CSRF}}, http.StatusOK},
 		{"page cookie without a CSRF token", http.Header{"Cookie": {cookie}}, http.StatusForbidden},
 		{"page cookie with a wrong CSRF token", http.Header{"Cookie": {cookie}, "X-Csrf-Token": {"wrong"}}, http.StatusForbidden},
+		{"ended page session, from the page's script", http.Header{"Cookie": {cookieName + "=ended"}, "X-Csrf-Token": {pc.CSRF}}, http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := b.get(t, "/api/sources/v3/entity-sets", tt.header)
 			if resp.StatusCode != tt.want {
 				t.Fatalf("status %d, body %s; want %d", resp.StatusCode, body, tt.want)
+			}
+			if tt.want != http.StatusOK && len(resp.Header.Values("WWW-Authenticate")) != 0 {
+				t.Errorf("WWW-Authenticate %q to the page's script, which would make the browser ask for a password", resp.Header.Values("WWW-Authenticate"))
 			}
 			if tt.want == http.StatusOK && !strings.Contains(body, b.url+"/excel/v3/Customers.odc") {
 				t.Errorf("body %s lacks the Customers .odc", body)
