@@ -355,7 +355,7 @@ func parseServiceDocument(body []byte, root string) ([]listedSet, error) {
 }
 
 // validEntitySetName reports whether s is an OData simple identifier
-// (OData CSDL XML v4.01 §17.2, SimpleIdentifier): a letter or underscore,
+// (OData CSDL v4.01, SimpleIdentifier): a letter or underscore,
 // then letters, digits, underscores and combining marks, at most 128
 // characters. It is what an entity set's name may be, and what the
 // per-table .odc route accepts.
