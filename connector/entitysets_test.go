@@ -405,3 +405,32 @@ func TestValidEntitySetName(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseServiceDocument: whatever the upstream sends, the parser does
+// not panic, and every set it returns is an OData identifier, listed once.
+func FuzzParseServiceDocument(f *testing.F) {
+	const root = "https://bridge.example.com/odata/k2/"
+	for _, seed := range []string{
+		`{"@odata.context":"https://bridge.example.com/odata/k2/$metadata","value":[{"name":"People","kind":"EntitySet","url":"People"},{"name":"Me","kind":"Singleton","url":"Me"}]}`,
+		`{"odata.metadata":"https://bridge.example.com/odata/k2/$metadata","value":[{"name":"Customers","url":"Customers"}]}`,
+		`{"d":{"EntitySets":["Products","Other.Set"]}}`,
+		"\ufeff" + `<service xml:base="https://bridge.example.com/odata/k2/" xmlns="http://www.w3.org/2007/app" xmlns:atom="http://www.w3.org/2005/Atom"><workspace><collection href="Rooms"><atom:title>Rooms</atom:title></collection></workspace></service>`,
+		`{"value":[{"url":"../x"},{"url":"a%2Fb"},{"url":"People"},{"url":"People"}]}`,
+		`<html>`, `{}`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sets, err := parseServiceDocument(body, root)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, s := range sets {
+			if !validEntitySetName(s.segment) || seen[s.segment] {
+				t.Fatalf("set %+v: not an identifier, or listed twice", s)
+			}
+			seen[s.segment] = true
+		}
+	})
+}
