@@ -19,7 +19,7 @@ const sessionKey = "session_id"
 
 // credential is what a caller presented to the bridge.
 type credential struct {
-	kind  string // "bearer", "key" or "" for none
+	kind  string // "bearer", "key", "session" (the sign-in page's) or "" for none
 	value string
 }
 
@@ -27,6 +27,9 @@ type credential struct {
 // token, a feed key as the Basic password, or the feed key query parameter
 // (Power BI's "Web API" credential). Malformed headers are errors.
 func (s *Server) callerCredential(r *http.Request) (credential, error) {
+	if sid, ok := r.Context().Value(pageCaller{}).(string); ok {
+		return credential{"session", sid}, nil // the page's cookie and CSRF token, checked by pageCallerContext
+	}
 	h := r.Header.Values("Authorization")
 	if len(h) > 1 {
 		return credential{}, fault.Because(errBadCredentials, errors.New("more than one Authorization header"))
@@ -71,6 +74,8 @@ func (s *Server) sessionOf(ctx context.Context, cr credential) (string, error) {
 		err error
 	)
 	switch cr.kind {
+	case "session":
+		return cr.value, nil
 	case "bearer":
 		sid, err = s.opts.Store.Authenticate(ctx, cr.value)
 	case "key":

@@ -64,14 +64,14 @@ type consentView struct {
 
 // consentHTML is the admin-consent result page.
 const consentHTML = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>OData Bridge: {{.Title}}</title><link rel="stylesheet" href="/assets/page.css"></head>
-<body><main><h1>{{.Title}}</h1>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>OData Bridge: {{.Title}}</title><link rel="stylesheet" href="/assets/page.css"></head>
+<body><header><a class="home" href="/">OData Bridge</a></header><main><h1>{{.Title}}</h1>
 {{if .Granted}}<p>A tenant administrator granted the bridge the permissions of its app registration{{if .Tenant}} for tenant <code>{{.Tenant}}</code>{{end}}.
 Users of that tenant can now sign in through the bridge and use "Organizational account" in Power BI and Excel.</p>
 <p>If multi-factor authentication was turned off for the consent, turn it back on now.</p>
 {{else}}<p>{{.Problem}}</p>{{if .Fix}}<p>{{.Fix}}</p>{{end}}{{if .Detail}}<p>Entra ID said: <code>{{.Detail}}</code></p>{{end}}
 {{if .Retry}}<p><a href="{{.Retry}}">Start admin consent again</a></p>{{else if .HowTo}}<p>{{.HowTo}}</p>{{end}}{{end}}
-<p>You can close this window.</p></main></body></html>
+<p>You can close this window, or <a href="/">go back to the bridge's start page</a>.</p></main></body></html>
 `
 
 var consentTemplate = template.Must(template.New("consent").Parse(consentHTML))

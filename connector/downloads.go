@@ -1,8 +1,8 @@
 package connector
 
 import (
-	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -25,7 +25,8 @@ func (s *Server) connectorClientID() string {
 
 // attachment sends a generated file as a download.
 func attachment(c *gin.Context, name, contentType string, body []byte) {
-	c.Header("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+	// RFC 6266 and RFC 8187: a non-ASCII name (an entity set's) goes as filename*.
+	c.Header("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	c.Header("X-Content-Type-Options", "nosniff")
 	c.Data(http.StatusOK, contentType, body)
 }
@@ -71,7 +72,7 @@ func (s *Server) excelFile(c *gin.Context) {
 	if title == "" {
 		title = src.Name
 	}
-	body, err := powerbi.ODC(src.Name, title, s.feedURL(src.Name))
+	body, err := powerbi.ODCVersion(src.Name, title, s.feedURL(src.Name), s.versionOf(c.Request.Context(), src))
 	if err != nil {
 		s.log.ErrorContext(c.Request.Context(), "build odc", slog.Any("error", err))
 		writeODataError(c.Writer, odata.Version4, err)

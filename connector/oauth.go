@@ -146,10 +146,7 @@ func (s *Server) authServerMetadata(c *gin.Context) {
 	})
 }
 
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>OData Bridge: sign-in error</title></head>
-<body><main><h1>Sign-in cannot continue</h1><p>{{.}}</p><p>Close this window and start the sign-in again from Power BI or Excel.</p></main></body></html>
-`))
+var errorPage = template.Must(template.ParseFS(assets, "assets/error.html"))
 
 // showError renders an error page. It never redirects: a request with a bad
 // client or redirect URI must not reach that URI (RFC 6749 §4.1.2.1).

@@ -3,16 +3,23 @@ package connector
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // chromium returns the path of Debian's Chromium. Outside CI a machine
@@ -63,11 +70,23 @@ func profileDir(t *testing.T) string {
 }
 
 // TestSignInPageWalk signs in on the page in headless Chromium (the
-// sign-in cookie binds the round trip to this browser), creates a feed
-// key, uses it with Basic as Excel does, revokes it and signs out.
+// sign-in cookie binds the round trip to this browser), lists a source's
+// tables, creates feed keys, uses one with Basic as Excel does, revokes
+// keys (one already revoked elsewhere) and signs out. At 390 and 1280 px
+// wide, no page scrolls sideways: the signed-out page, an error page, and
+// the signed-in page without keys and with them.
 func TestSignInPageWalk(t *testing.T) {
 	exe := chromium(t)
-	b := newBridge(t, nil)
+	up := newServiceDocuments(t)
+	b := newBridge(t, nil, func(o *Options) {
+		relay, err := odata.NewRelay([]odata.Source{{Name: "v4", URL: up.srv.URL + "/v4/", PublicBase: o.PublicURL + "/odata/v4/"}},
+			odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, version string, err error) { WriteError(w, version, err) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		feed, _ := relay.Feed("v4")
+		o.Sources = append(o.Sources, Source{Name: "v4", Title: "TripPin " + strings.Repeat("with a long title ", 4), Kind: "odata", Auth: AuthUser, Feed: feed})
+	})
 	dir := artifactDir(t)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -84,8 +103,18 @@ func TestSignInPageWalk(t *testing.T) {
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancel = context.WithTimeout(ctx, 120*time.Second)
 	defer cancel()
+
+	// confirm() dialogs are answered with accept, and counted.
+	var accept atomic.Bool
+	var dialogs atomic.Int32
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			dialogs.Add(1)
+			go chromedp.Run(ctx, page.HandleJavaScriptDialog(accept.Load()))
+		}
+	})
 
 	shot := func(name string) chromedp.Action {
 		return chromedp.ActionFunc(func(ctx context.Context) error {
@@ -96,22 +125,55 @@ func TestSignInPageWalk(t *testing.T) {
 			return os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644)
 		})
 	}
+	// fits checks, at each width, that the page does not scroll sideways
+	// and that it is styled by page.css and links back to the start page,
+	// and takes a screenshot.
+	fits := func(name string) chromedp.Action {
+		return chromedp.ActionFunc(func(ctx context.Context) error {
+			for _, width := range []int64{390, 1280} {
+				var got struct {
+					ScrollWidth, ClientWidth int
+					Styled, Home             bool
+				}
+				if err := chromedp.Run(ctx,
+					chromedp.EmulateViewport(width, 800),
+					chromedp.Sleep(100*time.Millisecond), // a layout at the new width
+					chromedp.Evaluate(`({
+						ScrollWidth: document.documentElement.scrollWidth,
+						ClientWidth: document.documentElement.clientWidth,
+						Styled: Array.from(document.styleSheets).some(s => s.href && s.href.endsWith("/assets/page.css") && s.cssRules.length > 0),
+						Home: document.querySelector('a[href="/"]') !== null,
+					})`, &got),
+					shot(fmt.Sprintf("%s-%d", name, width)),
+				); err != nil {
+					return err
+				}
+				if got.ScrollWidth > got.ClientWidth {
+					t.Errorf("%s at %d px: scrollWidth %d > clientWidth %d: the page scrolls sideways", name, width, got.ScrollWidth, got.ClientWidth)
+				}
+				if !got.Styled || !got.Home {
+					t.Errorf("%s: styled by page.css %v, links to / %v; want both", name, got.Styled, got.Home)
+				}
+			}
+			return chromedp.EmulateViewport(1280, 800).Do(ctx)
+		})
+	}
 
-	var signedIn, key, feedURL string
+	var signedIn, feedURL, noKeys string
 	if err := chromedp.Run(ctx,
 		chromedp.Navigate(b.url+"/"),
 		chromedp.WaitVisible("#sign-in", chromedp.ByID),
-		shot("1-signed-out"),
+		fits("1-signed-out"),
+		chromedp.Navigate(b.url+"/oauth/authorize?client_id=nosuch"),
+		chromedp.WaitVisible("main", chromedp.ByQuery),
+		fits("2-error-page"),
+		chromedp.Navigate(b.url+"/"),
 		chromedp.Click("#sign-in", chromedp.ByID),
 		chromedp.WaitVisible("#sign-out", chromedp.ByID),
 		chromedp.Text("#you", &signedIn, chromedp.ByID),
 		chromedp.Text("#feed-test", &feedURL, chromedp.ByID),
-		shot("2-signed-in"),
-		chromedp.SendKeys("#key-name", "Excel on my laptop", chromedp.ByID),
-		chromedp.Click("#create-key-button", chromedp.ByID),
-		chromedp.WaitVisible("#new-key", chromedp.ByID),
-		chromedp.Text("#new-key-value", &key, chromedp.ByID),
-		shot("3-key-created"),
+		chromedp.Text("#no-keys", &noKeys, chromedp.ByID),
+		fits("3-signed-in-no-keys"),
 	); err != nil {
 		t.Fatalf("browser walk: %v", err)
 	}
@@ -121,27 +183,142 @@ func TestSignInPageWalk(t *testing.T) {
 	if feedURL != b.url+"/odata/test/" {
 		t.Errorf("feed URL on the page = %q, want %q", feedURL, b.url+"/odata/test/")
 	}
-	if !strings.HasPrefix(key, "obk_") {
-		t.Fatalf("key on the page = %q, want an obk_ key", key)
+	if !strings.Contains(noKeys, "no feed keys yet") {
+		t.Errorf("empty key list says %q, want that there are no feed keys yet", noKeys)
+	}
+
+	// The Tables disclosure lists the source's entity sets with their .odc,
+	// and says in words why a source's tables could not be read.
+	var links []string
+	var tablesError string
+	if err := chromedp.Run(ctx,
+		chromedp.Click("#tables-v4 summary", chromedp.ByQuery),
+		chromedp.WaitVisible("#tables-v4 .tables-body a", chromedp.ByQuery),
+		chromedp.Evaluate(`Array.from(document.querySelectorAll("#tables-v4 .tables-body a")).map(a => a.textContent + " " + a.href)`, &links),
+		chromedp.Click("#tables-test summary", chromedp.ByQuery),
+		chromedp.WaitVisible("#tables-test .tables-body .error", chromedp.ByQuery),
+		chromedp.Text("#tables-test .tables-body .error", &tablesError, chromedp.ByQuery),
+		fits("4-tables"),
+	); err != nil {
+		t.Fatalf("tables in the browser: %v", err)
+	}
+	wantLinks := []string{
+		"People " + b.url + "/excel/v4/People.odc",
+		"Airports " + b.url + "/excel/v4/Airports.odc",
+		"Ordrés " + b.url + "/excel/v4/Ordr%C3%A9s.odc",
+	}
+	if !slices.Equal(links, wantLinks) {
+		t.Errorf("tables of v4 = %q, want %q", links, wantLinks)
+	}
+	if tablesError == "" || regexp.MustCompile(`\b[45]\d\d\b`).MatchString(tablesError) {
+		t.Errorf("tables error %q, want a plain sentence without a status code", tablesError)
+	}
+
+	// Without the clipboard API, Copy selects the text to copy by hand.
+	var selected string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`Object.defineProperty(navigator, "clipboard", {value: undefined, configurable: true}); true`, nil),
+		chromedp.Click(`button.copy[data-copy="feed-test"]`, chromedp.ByQuery),
+		chromedp.Evaluate(`window.getSelection().toString()`, &selected),
+	); err != nil {
+		t.Fatalf("copy in the browser: %v", err)
+	}
+	if selected != feedURL {
+		t.Errorf("Copy without a clipboard selected %q, want the feed URL %q", selected, feedURL)
+	}
+
+	// Two keys; the banner shows the second.
+	var first, second, banner string
+	if err := chromedp.Run(ctx,
+		chromedp.SendKeys("#key-name", "Excel on my laptop", chromedp.ByID),
+		chromedp.Click("#create-key-button", chromedp.ByID),
+		chromedp.WaitVisible("#new-key", chromedp.ByID),
+		chromedp.Text("#new-key-value", &first, chromedp.ByID),
+		chromedp.SendKeys("#key-name", "Power BI at home", chromedp.ByID),
+		chromedp.Click("#create-key-button", chromedp.ByID),
+		chromedp.WaitVisible(`#key-list tbody tr:nth-child(2)`, chromedp.ByQuery),
+		chromedp.Text("#new-key-value", &second, chromedp.ByID),
+		fits("5-keys"),
+	); err != nil {
+		t.Fatalf("create keys in the browser: %v", err)
+	}
+	if !strings.HasPrefix(first, "obk_") || !strings.HasPrefix(second, "obk_") || first == second {
+		t.Fatalf("keys on the page = %q, %q; want two obk_ keys", first, second)
 	}
 
 	// The key in use, as Excel sends it.
-	basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+key))}}
+	basic := http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:"+first))}}
 	if resp, body := b.get(t, "/odata/test/People", basic); resp.StatusCode != http.StatusOK {
 		t.Fatalf("feed with the new key: status %d %s", resp.StatusCode, body)
 	}
-	if resp, _ := b.get(t, "/odata/test/People?api_key="+url.QueryEscape(key), nil); resp.StatusCode != http.StatusOK {
+	if resp, _ := b.get(t, "/odata/test/People?api_key="+url.QueryEscape(first), nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("feed with the key as api_key: status %d", resp.StatusCode)
 	}
 
+	var ids []string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll("#key-list tbody tr")).map(r => r.dataset.keyId)`, &ids)); err != nil || len(ids) != 2 {
+		t.Fatalf("key rows %v, %v; want 2", ids, err)
+	}
+	revoke := func(id string) chromedp.Action {
+		return chromedp.Click(`button.revoke[data-key-id="`+id+`"]`, chromedp.ByQuery)
+	}
 	var rows int
+	var notice string
+	// Dismissing the confirmation keeps the key.
+	accept.Store(false)
 	if err := chromedp.Run(ctx,
-		chromedp.Click("button.revoke", chromedp.ByQuery),
-		chromedp.WaitNotPresent("button.revoke", chromedp.ByQuery),
+		revoke(ids[0]),
+		chromedp.Sleep(300*time.Millisecond),
 		chromedp.Evaluate(`document.querySelectorAll("#key-list tbody tr").length`, &rows),
-		shot("4-key-revoked"),
+	); err != nil {
+		t.Fatalf("dismissed revoke: %v", err)
+	}
+	if rows != 2 || dialogs.Load() != 1 {
+		t.Errorf("after a dismissed revoke: %d keys listed, %d dialogs; want 2 keys and 1 dialog", rows, dialogs.Load())
+	}
+	// Revoking the first key leaves the banner, which shows the second.
+	accept.Store(true)
+	if err := chromedp.Run(ctx,
+		revoke(ids[0]),
+		chromedp.WaitNotPresent(`tr[data-key-id="`+ids[0]+`"]`, chromedp.ByQuery),
+		chromedp.Text("#new-key-value", &banner, chromedp.ByID),
 	); err != nil {
 		t.Fatalf("revoke in the browser: %v", err)
+	}
+	if banner != second {
+		t.Errorf("after revoking the first key the banner shows %q, want the second key", banner)
+	}
+	// The second key is revoked elsewhere (another window, a script); the
+	// page says so, and the banner that shows it goes.
+	sid, err := b.store.FeedKey(context.Background(), second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := b.store.Session(context.Background(), sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.RevokeFeedKey(context.Background(), sess.Subject, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	var bannerHidden bool
+	if err := chromedp.Run(ctx,
+		revoke(ids[1]),
+		chromedp.WaitNotPresent("button.revoke", chromedp.ByQuery),
+		chromedp.WaitVisible("#key-notice", chromedp.ByID),
+		chromedp.Text("#key-notice", &notice, chromedp.ByID),
+		chromedp.Evaluate(`document.getElementById("new-key").hidden && document.getElementById("new-key-value").textContent === ""`, &bannerHidden),
+		chromedp.Evaluate(`document.querySelectorAll("#key-list tbody tr").length`, &rows),
+		chromedp.WaitVisible("#no-keys", chromedp.ByID),
+		shot("6-keys-revoked"),
+	); err != nil {
+		t.Fatalf("revoke an already revoked key in the browser: %v", err)
+	}
+	if !strings.Contains(notice, "already revoked") {
+		t.Errorf("revoking a key revoked elsewhere says %q, want \"already revoked\"", notice)
+	}
+	if !bannerHidden {
+		t.Error("the one-time banner still shows the revoked key")
 	}
 	if rows != 0 {
 		t.Errorf("%d keys listed after revoking, want 0", rows)
@@ -150,15 +327,17 @@ func TestSignInPageWalk(t *testing.T) {
 	if resp, _ := b.get(t, "/odata/test/People", basic); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("feed with the revoked key: status %d, want 401", resp.StatusCode)
 	}
-	if strings.Contains(b.logs.String(), key) {
-		t.Error("the feed key reached the logs")
+	for _, k := range []string{first, second} {
+		if strings.Contains(b.logs.String(), k) {
+			t.Error("a feed key reached the logs")
+		}
 	}
 
 	// Signing out ends the page session: the page shows the sign-in again.
 	if err := chromedp.Run(ctx,
 		chromedp.Click("#sign-out", chromedp.ByID),
 		chromedp.WaitVisible("#sign-in", chromedp.ByID),
-		shot("5-signed-out"),
+		shot("7-signed-out"),
 	); err != nil {
 		t.Fatalf("sign-out in the browser: %v", err)
 	}

@@ -37,6 +37,7 @@ func (s *Server) routes() {
 
 	// The API of the connector's navigation table and of scripts.
 	e.GET("/api/sources", s.listSources)
+	e.GET("/api/sources/:name/entity-sets", noStore, s.entitySets)
 	keys := e.Group("/api/keys", noStore, s.requireSession)
 	keys.GET("", s.listKeys)
 	keys.POST("", s.createKey)
@@ -48,7 +49,8 @@ func (s *Server) routes() {
 
 	// Generated client files.
 	e.GET("/powerbi/:file", s.powerBIFile)
-	e.GET("/excel/:file", s.excelFile)
+	e.GET("/excel/:file", s.excelFile)          // {source}.odc: the service root
+	e.GET("/excel/:file/:set", s.entitySetFile) // {source}/{entity_set}.odc: one table's rows
 
 	// The relay, for every flow.
 	e.Any("/odata/:source", s.feed)

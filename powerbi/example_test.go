@@ -63,3 +63,13 @@ func ExamplePBIDS() {
 	//   ]
 	// }
 }
+
+// ExampleFeedCall shows the query of one entity set's .odc (ODCVersion):
+// a version 4 feed is read with OData.Feed's newer implementation.
+func ExampleFeedCall() {
+	fmt.Println(powerbi.FeedCall("https://bridge.example.com/odata/k2/People", "4.0"))
+	fmt.Println(powerbi.FeedCall("https://bridge.example.com/odata/legacy/Customers", "3.0"))
+	// Output:
+	// OData.Feed("https://bridge.example.com/odata/k2/People", null, [Implementation="2.0"])
+	// OData.Feed("https://bridge.example.com/odata/legacy/Customers")
+}

@@ -91,6 +91,15 @@ const (
 // document, escaped, in odc:PowerQueryMashupData. Attributes are quoted and
 // the preview script is left out, so the file is also well-formed XML.
 func ODC(name, title, feedURL string) ([]byte, error) {
+	return ODCVersion(name, title, feedURL, "")
+}
+
+// ODCVersion is ODC for a feed whose OData version is known: a version 4
+// feed is read with OData.Feed's newer implementation
+// ([Implementation="2.0"]), as the custom connector reads it; versions 2
+// and 3, and "" for an unknown version, keep the default implementation,
+// which reads every version.
+func ODCVersion(name, title, feedURL, version string) ([]byte, error) {
 	if err := checkFeedURL(feedURL); err != nil {
 		return nil, err
 	}
@@ -103,7 +112,7 @@ func ODC(name, title, feedURL string) ([]byte, error) {
 	if err := checkText(title); err != nil {
 		return nil, fmt.Errorf("%w: title %v", ErrInvalidFeed, err)
 	}
-	formula := "let\r\n    Source = OData.Feed(" + mtext.Quote(feedURL) + ")\r\nin\r\n    Source"
+	formula := "let\r\n    Source = " + FeedCall(feedURL, version) + "\r\nin\r\n    Source"
 	mashup := `<Mashup xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns="http://schemas.microsoft.com/DataMashup">` +
 		`<Client>EXCEL</Client><Version>` + mashupVersion + `</Version><MinVersion>` + mashupMinVersion + `</MinVersion>` +
 		`<Culture>en-US</Culture><SafeCombine>true</SafeCombine><Items>` +
@@ -147,6 +156,15 @@ func ODC(name, title, feedURL string) ([]byte, error) {
 		`</head>`, "\r\n\r\n",
 		`<body>`, "\r\n", `</body>`, "\r\n\r\n", `</html>`, "\r\n")
 	return []byte(b.String()), nil
+}
+
+// FeedCall is the M expression that reads feedURL with OData.Feed, with the
+// options of the feed's OData version (see ODCVersion).
+func FeedCall(feedURL, version string) string {
+	if strings.HasPrefix(version, "4") {
+		return "OData.Feed(" + mtext.Quote(feedURL) + `, null, [Implementation="2.0"])`
+	}
+	return "OData.Feed(" + mtext.Quote(feedURL) + ")"
 }
 
 // cdata wraps s in CDATA sections, splitting any "]]>" across two sections.
