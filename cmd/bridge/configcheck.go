@@ -59,7 +59,6 @@ func (c *Config) normalize() {
 			s.Aliases[j] = slash(s.Aliases[j])
 		}
 		if p, ok := odata.LookupPreset(s.Preset); ok && s.Kind == "odata" {
-			s.Resource = cmp.Or(s.Resource, p.Resource)
 			s.ODataVersion = cmp.Or(s.ODataVersion, p.Version)
 		}
 		if s.Kind == "rest" {
@@ -158,7 +157,7 @@ func (c *Config) crossFieldProblems() []Problem {
 			add("idp.entra.allowed_tenants", "is required with idp.entra.org_account unless idp.entra.tenant is set: a multi-tenant bridge would accept tokens of any Entra tenant; set idp.entra.tenant or list the tenants in idp.entra.allowed_tenants")
 		}
 		for i, s := range c.Sources {
-			if s.Auth == "user" && s.Resource == "" && c.IdP.Resource == "" {
+			if s.Auth == "user" && s.resource(c.IdP.Resource) == "" {
 				add(fmt.Sprintf("sources[%d].resource", i), "is required with idp.entra.org_account (or idp.resource): the resource of the on-behalf-of exchange")
 			}
 		}
@@ -431,4 +430,16 @@ func k2RefreshURL(s SourceConfig) string {
 		return ""
 	}
 	return p.RefreshURL(s.URL)
+}
+
+// resource is the source's effective resource for on-behalf-of and client
+// credentials: its own, else its K2 preset's (https://api.k2.com), else
+// idp's. Only its own, set in the configuration, asks for a token of its
+// own audience (see sourceAudience).
+func (s SourceConfig) resource(idpResource string) string {
+	preset := ""
+	if p, ok := odata.LookupPreset(s.Preset); ok && s.Kind == "odata" {
+		preset = p.Resource
+	}
+	return cmp.Or(s.Resource, preset, idpResource)
 }

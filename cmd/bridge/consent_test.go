@@ -115,8 +115,8 @@ func TestK2Presets(t *testing.T) {
 		{"https://api.k2.example", "https://k2.example.com/prefix/api/odata/op/refresh"},
 	} {
 		sc := cfg.Sources[i]
-		if sc.Resource != want.resource || k2RefreshURL(sc) != want.refresh {
-			t.Errorf("sources[%d]: resource %q, refresh %q; want %q, %q", i, sc.Resource, k2RefreshURL(sc), want.resource, want.refresh)
+		if got := sc.resource(cfg.IdP.Resource); got != want.resource || k2RefreshURL(sc) != want.refresh {
+			t.Errorf("sources[%d]: resource %q, refresh %q; want %q, %q", i, got, k2RefreshURL(sc), want.resource, want.refresh)
 		}
 	}
 	if got := k2RefreshURL(SourceConfig{Kind: "odata", URL: "https://crm.example.com/odata/"}); got != "" {

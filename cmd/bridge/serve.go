@@ -272,7 +272,7 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 			Title:      sc.Title,
 			Kind:       sc.Kind,
 			Auth:       connector.AuthMode(sc.Auth),
-			Resource:   cmp.Or(sc.Resource, cfg.IdP.Resource),
+			Resource:   sc.resource(cfg.IdP.Resource),
 			RefreshURL: k2RefreshURL(sc),
 		}
 		if src.Auth == connector.AuthUser {
@@ -318,15 +318,13 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 }
 
 // sourceAudience is the audience of an auth: user source's own provider
-// token: set when its scopes or resource differ from the sign-in's, so that
-// its upstream receives only tokens issued for it. A preset's default
-// resource is not the source's own: it serves on-behalf-of only.
+// token: set when its configured scopes or resource differ from the
+// sign-in's, so that its upstream receives only tokens issued for it. A
+// preset's default resource is not the source's own: it serves
+// on-behalf-of only.
 func sourceAudience(cfg *Config, sc SourceConfig) *tokencache.Audience {
 	scopes := len(sc.Scopes) > 0 && !slices.Equal(sc.Scopes, cfg.IdP.Scopes)
 	resource := sc.Resource
-	if p, ok := odata.LookupPreset(sc.Preset); ok && sc.Kind == "odata" && resource == p.Resource {
-		resource = ""
-	}
 	if resource == cfg.IdP.Resource {
 		resource = ""
 	}

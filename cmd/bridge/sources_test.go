@@ -29,7 +29,10 @@ func TestSourceAudience(t *testing.T) {
 		{"its own scopes", idp, SourceConfig{Name: "a", Scopes: []string{"https://crm.example/.default"}},
 			&tokencache.Audience{Name: "a", Scopes: []string{"https://crm.example/.default"}}},
 		{"a preset's default resource serves on-behalf-of only", IdPConfig{},
-			SourceConfig{Name: "a", Kind: "odata", Preset: "k2-smartobjects-v4", Resource: "https://api.k2.com"}, nil},
+			SourceConfig{Name: "a", Kind: "odata", Preset: "k2-smartobjects-v4"}, nil},
+		{"a resource set in the configuration is the source's own, even the preset's", IdPConfig{},
+			SourceConfig{Name: "a", Kind: "odata", Preset: "k2-smartobjects-v4", Resource: "https://api.k2.com"},
+			&tokencache.Audience{Name: "a", Resource: "https://api.k2.com"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &Config{IdP: tc.idp}
