@@ -2,6 +2,8 @@ package tokencache
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,7 +44,7 @@ type audienceRecord struct {
 }
 
 type audienceToken struct {
-	Name        string
+	Name        string // Audience.key
 	AccessToken string
 	Expiry      time.Time
 }
@@ -63,20 +65,34 @@ func (r *audienceRecord) put(t audienceToken) {
 
 func (s *Store) audienceKey(sid string) string { return s.prefix + "{" + sid + "}:aud" }
 
+// key names the audience within its session: the source's name and a hash
+// of what the token is requested for, so a source whose scopes or resource
+// change never receives a token of its former audience.
+func (a Audience) key() string {
+	h := sha256.New()
+	for _, sc := range a.Scopes {
+		h.Write([]byte(sc))
+		h.Write([]byte{0})
+	}
+	h.Write([]byte{1})
+	h.Write([]byte(a.Resource))
+	return a.Name + "\x00" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
 // TokenFor returns a valid provider access token of the session for aud,
 // obtaining it from the session's refresh token when none is held or it
 // expires within RefreshMargin. It runs once per session at a time, under
 // the same lock as the session's own refresh, so a rotating refresh token is
 // never redeemed twice. Results are cached in process for HotCacheTTL.
 func (s *Store) TokenFor(ctx context.Context, sessionID string, aud Audience) (Secret, error) {
-	hk := hotKey{hotAudience, sessionID + "\x00" + aud.Name}
+	hk := hotKey{hotAudience, sessionID + "\x00" + aud.key()}
 	if tok, ok := s.hot.get(hk, s.now()); ok {
 		return Secret(tok), nil
 	}
 	if !validID(sessionID, sessionIDLen) {
 		return "", ErrNotFound
 	}
-	return s.flight(ctx, "a\x00"+sessionID+"\x00"+aud.Name, func(ctx context.Context) (string, error) {
+	return s.flight(ctx, "a\x00"+sessionID+"\x00"+aud.key(), func(ctx context.Context) (string, error) {
 		return s.obtainFor(ctx, sessionID, aud, func(t audienceToken) bool { return s.freshUntil(t.AccessToken, t.Expiry) })
 	})
 }
@@ -84,11 +100,11 @@ func (s *Store) TokenFor(ctx context.Context, sessionID string, aud Audience) (S
 // RenewFor is TokenFor after the upstream refused stale with 401: it obtains
 // a new token, unless the held one already differs from stale and is fresh.
 func (s *Store) RenewFor(ctx context.Context, sessionID string, aud Audience, stale Secret) (Secret, error) {
-	s.hot.del(hotKey{hotAudience, sessionID + "\x00" + aud.Name})
+	s.hot.del(hotKey{hotAudience, sessionID + "\x00" + aud.key()})
 	if !validID(sessionID, sessionIDLen) {
 		return "", ErrNotFound
 	}
-	return s.flight(ctx, "A\x00"+sessionID+"\x00"+aud.Name+"\x00"+string(stale), func(ctx context.Context) (string, error) {
+	return s.flight(ctx, "A\x00"+sessionID+"\x00"+aud.key()+"\x00"+string(stale), func(ctx context.Context) (string, error) {
 		return s.obtainFor(ctx, sessionID, aud, func(t audienceToken) bool {
 			return t.AccessToken != string(stale) && s.freshUntil(t.AccessToken, t.Expiry)
 		})
@@ -128,8 +144,8 @@ func (s *Store) obtainFor(ctx context.Context, sid string, aud Audience, good fu
 		if err != nil {
 			return false, err
 		}
-		if t, ok := recs.find(aud.Name); ok && good(t) {
-			s.cacheAudience(sid, aud.Name, t)
+		if t, ok := recs.find(aud.key()); ok && good(t) {
+			s.cacheAudience(sid, aud.key(), t)
 			tok = t.AccessToken
 			return true, nil
 		}
@@ -191,7 +207,7 @@ func (s *Store) refreshAudience(ctx context.Context, sid string, aud Audience) (
 			return "", err
 		}
 	}
-	t := audienceToken{Name: aud.Name, AccessToken: tok.AccessToken, Expiry: tok.Expiry}
+	t := audienceToken{Name: aud.key(), AccessToken: tok.AccessToken, Expiry: tok.Expiry}
 	recs, err := s.readAudiences(ctx, sid)
 	if err != nil {
 		return "", err
@@ -201,7 +217,13 @@ func (s *Store) refreshAudience(ctx context.Context, sid string, aud Audience) (
 	if _, err := s.b.set(ctx, key, s.seal(&recs, key, ""), s.refreshTTL, setAlways); err != nil {
 		return "", err
 	}
-	s.cacheAudience(sid, aud.Name, t)
+	// A session ended while the provider answered must not leave its token
+	// behind: the record goes with it.
+	if ok, err := s.b.exists(ctx, s.sessionKey(sid)); err == nil && !ok {
+		_ = s.b.del(ctx, key)
+		return "", fmt.Errorf("%w: the session ended", ErrNotFound)
+	}
+	s.cacheAudience(sid, t.Name, t)
 	return t.AccessToken, nil
 }
 

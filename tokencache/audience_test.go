@@ -111,6 +111,12 @@ func TestTokenForAudiences(t *testing.T) {
 			t.Errorf("RenewFor(k2, already replaced) = %q, %v; want the current token", string(got), err)
 		}
 
+		// A source whose resource changes never gets its former audience's token.
+		moved := Audience{Name: "k2", Resource: "https://api2.k2.com"}
+		if got, err := s.TokenFor(ctx, sid, moved); err != nil || got != "at-for-https://api2.k2.com--1" {
+			t.Errorf("TokenFor(k2 with a new resource) = %q, %v; want a token for the new resource", string(got), err)
+		}
+
 		// Ending the session drops its audience tokens everywhere.
 		if err := s.EndSession(ctx, sid); err != nil {
 			t.Fatal(err)
