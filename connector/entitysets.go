@@ -128,7 +128,7 @@ func (s *Server) entitySets(c *gin.Context) {
 	in.RemoteAddr = r.RemoteAddr
 	rec := newBoundedRecorder(maxServiceDocument)
 	aborted := serveInto(rec, in, src, who.user, auth)
-	if known == "" {
+	if known == "" && !aborted && rec.status >= 200 && rec.status < 300 {
 		s.rememberVersion(ctx, src)
 	}
 	switch {

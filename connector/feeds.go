@@ -18,7 +18,7 @@ import (
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
-// feed authorizes a relay call by the one decision, authorize, and hands it
+// feed authorizes a relay call by the one decision, authorizeUpstream, and hands it
 // to the source's Feed.
 func (s *Server) feed(c *gin.Context) {
 	odata.Isolate(c.Writer.Header()) // every answer under /odata, the redirect below too
@@ -55,7 +55,9 @@ func (s *Server) feed(c *gin.Context) {
 		return
 	}
 	src.Feed.ServeFeed(c.Writer, r, path, who.user, auth)
-	if known == "" {
+	if known == "" && c.Writer.Status() >= 200 && c.Writer.Status() < 300 {
+		// Only an answer that succeeded speaks for the source: an error
+		// page of a proxy in front of it may name another version.
 		s.rememberVersion(r.Context(), src)
 	}
 }

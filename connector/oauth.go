@@ -48,7 +48,6 @@ type pending struct {
 	Challenge   string    `json:"ch,omitempty"` // the client's S256 code challenge
 	Verifier    string    `json:"v"`            // the bridge's PKCE verifier toward the provider
 	Nonce       string    `json:"n"`
-	Return      string    `json:"ret,omitempty"` // page sign-in: where to go afterwards
 	Expires     time.Time `json:"e"`
 }
 

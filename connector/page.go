@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/odata-bridge/bridge/tokencache"
 )
 
 //go:embed assets
@@ -71,6 +72,12 @@ func (s *Server) index(c *gin.Context) {
 	if ok {
 		ctx := c.Request.Context()
 		sess, err := s.opts.Store.Session(ctx, pc.SessionID)
+		if err != nil && !errors.Is(err, tokencache.ErrNotFound) {
+			// An outage is not a sign-out: the cookie stays for the next try.
+			s.log.ErrorContext(ctx, "read session", slog.Any("error", err))
+			s.failPage(c, err)
+			return
+		}
 		if err == nil {
 			data.SignedIn, data.Name, data.Email, data.CSRF = true, sess.Name, sess.Email, pc.CSRF
 			data.Sources = s.sourceList(ctx)

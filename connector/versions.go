@@ -12,9 +12,9 @@ import (
 // replica and the next start know a source's version before reading it.
 const kindVersion = "odata-version"
 
-// versionTTL keeps a learned version for a year after the last start that
-// learned it.
-const versionTTL = 365 * 24 * time.Hour
+// versionTTL keeps a learned version for 30 days after the last start that
+// learned it, so a version that changes upstream is relearned in time.
+const versionTTL = 30 * 24 * time.Hour
 
 // versionRecheck bounds how often an unknown version is looked up in the store.
 const versionRecheck = time.Minute

@@ -67,7 +67,6 @@ func (c *Config) normalize() {
 	}
 }
 
-// odataPreset is what a K2 SmartObject OData preset sets and checks.
 // crossFieldProblems checks the rules that tie several keys together.
 func (c *Config) crossFieldProblems() []Problem {
 	var probs []Problem
@@ -221,7 +220,7 @@ func (c *Config) crossFieldProblems() []Problem {
 					add(at+".odata_version", "must be %s (or empty) for preset %s", p.Version, s.Preset)
 				}
 			} else if s.Preset != "" {
-				add(at+".preset", "for kind odata must be k2-smartobjects-v4 or k2-smartobjects-v3")
+				add(at+".preset", "for kind odata must be %s", strings.Join(odata.Presets(), " or "))
 			}
 			if len(s.EntitySets) > 0 {
 				add(at+".entity_sets", "is only for kind rest")
@@ -418,9 +417,6 @@ func isScopeToken(s string) bool {
 	}
 	return true
 }
-
-// Redacted returns a deep copy of c fit to print: the client secret, the key material of every
-// encryption key and every password inside a URL read REDACTED.
 
 // k2RefreshURL is K2's OData service refresh on the host of a preset
 // source, or "" for other sources.

@@ -8,9 +8,13 @@ import (
 	"strings"
 )
 
+// Redacted returns a copy of c fit to print, whose lists are its own: the
+// client secret, the key material of every encryption key and every
+// password inside a URL read REDACTED.
 func (c *Config) Redacted() *Config {
 	r := *c
 	r.TrustedProxies = slices.Clone(c.TrustedProxies)
+	r.IdP.Entra.AllowedTenants = slices.Clone(c.IdP.Entra.AllowedTenants)
 	r.Redis.Addrs = slices.Clone(c.Redis.Addrs)
 	r.IdP.Scopes = slices.Clone(c.IdP.Scopes)
 	r.Clients = slices.Clone(c.Clients)
@@ -26,6 +30,7 @@ func (c *Config) Redacted() *Config {
 			s.Aliases[j] = redactURL(s.Aliases[j])
 		}
 		s.Scopes = slices.Clone(s.Scopes)
+		s.EntitySets = slices.Clone(s.EntitySets)
 	}
 
 	r.EncryptionKeys = make([]string, len(c.EncryptionKeys))
