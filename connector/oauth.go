@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,6 +13,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -245,10 +247,32 @@ func (s *Server) startSignIn(c *gin.Context, p pending) {
 func (s *Server) bindSignIn(c *gin.Context, p pending) string {
 	state := randomString(32)
 	p.Expires = s.now().Add(stateTTL)
-	raw, _ := json.Marshal(p)
-	s.setCookie(c, s.signinCookie(state), s.seal(raw, signinBinding(state)), stateTTL)
+	// Without HTML escaping a '<' of the client's state stays one byte, so
+	// the longest state still gives a cookie a browser keeps.
+	var raw bytes.Buffer
+	enc := json.NewEncoder(&raw)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(p) // strings and a time: cannot fail
+	// Every start adds a cookie; a page that starts sign-ins over and over
+	// would grow the browser's Cookie header until the bridge or a proxy
+	// refuses it. Past a few, the unfinished ones are dropped.
+	var started []string
+	for _, ck := range c.Request.Cookies() {
+		if strings.HasPrefix(ck.Name, s.hostPrefix()+signinCookieName) {
+			started = append(started, ck.Name)
+		}
+	}
+	if len(started) >= maxPendingSignIns {
+		for _, name := range started {
+			s.setCookie(c, name, "", 0)
+		}
+	}
+	s.setCookie(c, s.signinCookie(state), s.seal(raw.Bytes(), signinBinding(state)), stateTTL)
 	return state
 }
+
+// maxPendingSignIns is how many unfinished sign-ins one browser keeps.
+const maxPendingSignIns = 4
 
 // errNoSignIn is a callback whose state this browser did not start, or
 // that was already used or has expired.

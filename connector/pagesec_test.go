@@ -529,7 +529,7 @@ func TestSignInCookieFitsABrowser(t *testing.T) {
 		fits bool
 	}{{maxClientState, true}, {maxClientState + 1, false}} {
 		q := connectorQuery(challenge)
-		q.Set("state", strings.Repeat("s", tc.n))
+		q.Set("state", strings.Repeat("<", tc.n)) // JSON's HTML escaping would make each six bytes
 		resp, _ := browse(t, newBrowser(t), authorizeURL(b.url, q))
 		loc, _ := url.Parse(resp.Header.Get("Location"))
 		if !tc.fits {
@@ -577,5 +577,28 @@ func TestFeedKeyCannotManageKeys(t *testing.T) {
 	// The key itself still reads feeds.
 	if resp, body := b.get(t, "/odata/test/People", http.Header{"Authorization": basic["Authorization"]}); resp.StatusCode != http.StatusOK {
 		t.Errorf("feed with the key: status %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestSignInCookiesAreBounded: a page that starts sign-ins over and over in
+// one browser does not grow its cookies without end.
+func TestSignInCookiesAreBounded(t *testing.T) {
+	b := newBridge(t, nil)
+	browser := newBrowser(t)
+	for range 40 {
+		resp, _ := browse(t, browser, b.url+"/signin")
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("/signin: status %d", resp.StatusCode)
+		}
+	}
+	u, _ := url.Parse(b.url)
+	n := 0
+	for _, ck := range browser.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, signinCookieName) {
+			n++
+		}
+	}
+	if n == 0 || n > maxPendingSignIns {
+		t.Errorf("%d sign-in cookies after 40 starts, want 1 to %d", n, maxPendingSignIns)
 	}
 }
