@@ -151,7 +151,7 @@ func TestFeedTraced(t *testing.T) {
 		t.Error("no spans of the sign-in: the scan below would miss its codes")
 	}
 	want := map[string]int{
-		"GET /odata/test/*path": 0, // never: the span name is the route pattern
+		"GET /odata/test/*path":    0, // never: the span name is the route pattern
 		"GET /odata/:source/*path": 2,
 		"connector.authorize":      2,
 		"tokencache.refresh":       1,

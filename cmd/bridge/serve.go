@@ -276,8 +276,9 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 		APIKeyParam:  cfg.Keys.APIKeyParam,
 		Registerer:   reg,
 		Logger:       log.With(slog.String("component", "relay")),
-		ErrorHandler:  feedError,
-		WrapTransport: tr.wrapTransport(),
+		ErrorHandler: feedError,
+
+		WrapTransport: tr.wrapTransport(), // a client span per upstream call; nil when tracing is off
 	})
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
