@@ -70,7 +70,7 @@ func TestRedact(t *testing.T) {
 			found, got := false, ""
 			for _, kv := range attrs {
 				if kv.Key == tc.key {
-					found, got = true, kv.Value.Emit()
+					found, got = true, kv.Value.String()
 				}
 			}
 			if tc.drop {
