@@ -28,6 +28,7 @@ type seenUpstream struct {
 	traceparents  []string
 	authorization []string
 	queries       []string
+	baggage       []string
 }
 
 func (s *seenUpstream) snapshot() (tps, auths, queries []string) {
@@ -48,6 +49,7 @@ func tracedUpstream(t *testing.T) (*httptest.Server, *seenUpstream) {
 		seen.traceparents = append(seen.traceparents, r.Header.Get("Traceparent"))
 		seen.authorization = append(seen.authorization, r.Header.Get("Authorization"))
 		seen.queries = append(seen.queries, r.URL.RawQuery)
+		seen.baggage = append(seen.baggage, r.Header.Get("Baggage"))
 		seen.mu.Unlock()
 		if n == 0 {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -82,6 +84,7 @@ const (
 func traceHeaders(access string) http.Header {
 	h := bearer(access)
 	h.Set("Traceparent", "00-"+incomingTraceID+"-"+incomingParent+"-01")
+	h.Set("Baggage", "tenant=caller-baggage")
 	return h
 }
 
@@ -123,6 +126,13 @@ func TestFeedTraced(t *testing.T) {
 	}
 
 	tps, auths, queries := seen.snapshot()
+	seen.mu.Lock()
+	for i, bg := range seen.baggage {
+		if bg != "" {
+			t.Errorf("upstream call %d: baggage %q, want none: the caller's baggage stays at the bridge", i, bg)
+		}
+	}
+	seen.mu.Unlock()
 	if len(tps) != 3 {
 		t.Fatalf("upstream calls = %d, want 3 (401, retry, keyed request)", len(tps))
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -245,6 +246,11 @@ func TestTracingSettings(t *testing.T) {
 			}
 			if tr == nil && tr.transport(http.DefaultTransport) != http.DefaultTransport {
 				t.Error("tracing off, but the transport is wrapped")
+			}
+			orig := &http.Client{Timeout: time.Second}
+			rc := tr.restClient(orig)
+			if rc.Timeout != time.Second || orig.Transport != nil || (rc.Transport != nil) != tc.on {
+				t.Errorf("REST client: timeout %v, transport %T (original's %T); want the timeout kept, wrapped only when on", rc.Timeout, rc.Transport, orig.Transport)
 			}
 			if err := tr.shutdown(); err != nil {
 				t.Errorf("shutdown: %v", err)

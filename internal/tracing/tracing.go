@@ -16,9 +16,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Propagator reads and writes W3C Trace Context (traceparent, tracestate)
-// and W3C Baggage.
-var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+// Propagator reads and writes W3C Trace Context (traceparent, tracestate).
+// Not W3C Baggage: a caller's baggage would reach the upstreams, past the
+// relay's list of the request headers that go upstream.
+var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
 // Transport wraps rt so that each request is a client span of tp, named
 // after its method only, and carries the span's traceparent.
