@@ -46,7 +46,9 @@ func (s *Server) feed(c *gin.Context) {
 	}
 	path = strings.TrimPrefix(path, "/")
 
-	who, auth, err := s.authorizeUpstream(r.Context(), r, src)
+	actx, span := s.startSpan(r.Context(), "connector.authorize")
+	who, auth, err := s.authorizeUpstream(actx, r, src)
+	endSpan(span, err)
 	if err != nil {
 		s.writeAuthError(c.Writer, version, err)
 		return

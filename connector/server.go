@@ -17,6 +17,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 
 	"github.com/odata-bridge/bridge/idp"
@@ -118,6 +119,7 @@ type Options struct {
 	Entra          idp.EntraConfig       // admin consent and organizational accounts; zero: off. New sets its PublicURL, and its Cache, Logger and Now from these options when zero
 	MaxKeysPerUser int                   // feed keys one user may hold; POST /api/keys beyond it answers 409; zero: no limit
 	BodyTimeout    time.Duration         // time to receive a request body, from the first handler on; zero: 30s
+	TracerProvider trace.TracerProvider  // a server span per request, named after its route, and a span per authorization; zero: no tracing
 }
 
 // Server is the bridge's http.Handler.
@@ -134,6 +136,8 @@ type Server struct {
 	cookieKey []byte
 	entra     *idp.Entra // nil: Entra ID off
 	versions  versions
+
+	tracer trace.Tracer // nil: tracing off
 }
 
 // New builds the gin engine with every route of the bridge.
@@ -226,6 +230,10 @@ func New(opts Options) (*Server, error) {
 	}
 	e.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	s.engine = e
+	if opts.TracerProvider != nil {
+		s.tracer = opts.TracerProvider.Tracer(tracerName)
+		e.Use(s.traceRequests)
+	}
 	s.routes()
 	return s, nil
 }

@@ -348,7 +348,9 @@ func (e *Entra) OnBehalfOf(ctx context.Context, assertion string, c Caller, reso
 
 // exchange runs the on-behalf-of token request of the Microsoft identity
 // platform v2 at the token's own tenant.
-func (e *Entra) exchange(ctx context.Context, assertion string, c Caller, resource string) (oboResult, error) {
+func (e *Entra) exchange(ctx context.Context, assertion string, c Caller, resource string) (_ oboResult, err error) {
+	ctx, span := startSpan(ctx, "idp.on_behalf_of")
+	defer func() { endSpan(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// clientcredentials lets grant_type be replaced; the rest is the

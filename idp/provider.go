@@ -244,7 +244,9 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier, nonce string) (
 
 // Refresh redeems a provider refresh token. It implements the token cache's
 // Refresher: provider answers come back as *oauth2.RetrieveError.
-func (p *Provider) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+func (p *Provider) Refresh(ctx context.Context, refreshToken string) (_ *oauth2.Token, err error) {
+	ctx, span := startSpan(ctx, "idp.refresh")
+	defer func() { endSpan(span, err) }()
 	oc, err := p.config(ctx)
 	if err != nil {
 		return nil, err
@@ -260,7 +262,9 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken string) (*oauth2.To
 // another audience: a refresh grant with the given scopes (none: the sign-in
 // scopes) and, for Azure AD v1, resource. It implements the token cache's
 // AudienceRefresher; provider answers come back as *oauth2.RetrieveError.
-func (p *Provider) RefreshFor(ctx context.Context, refreshToken string, scopes []string, resource string) (*oauth2.Token, error) {
+func (p *Provider) RefreshFor(ctx context.Context, refreshToken string, scopes []string, resource string) (_ *oauth2.Token, err error) {
+	ctx, span := startSpan(ctx, "idp.refresh")
+	defer func() { endSpan(span, err) }()
 	oc, err := p.config(ctx)
 	if err != nil {
 		return nil, err

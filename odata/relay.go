@@ -64,6 +64,10 @@ type Options struct {
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, version string, err error)
 	// XForwarded sets X-Forwarded-For, -Host and -Proto upstream. Zero: none are sent.
 	XForwarded bool
+	// WrapTransport wraps each upstream transport (Transport, or each of the relay's
+	// own) once, for example in a tracing client span per request; the relay's own
+	// transports still time the headers. Nil: none.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Relay streams OData requests to configured upstream sources and rewrites their links
@@ -156,16 +160,24 @@ func NewRelay(sources []Source, opts Options) (*Relay, error) {
 	}
 	// Sources with the same header timeout share one transport, and so its idle
 	// connections.
-	owned := map[time.Duration]*http.Transport{}
+	owned := map[time.Duration]http.RoundTripper{}
+	wrap := opts.WrapTransport
+	if wrap == nil {
+		wrap = func(rt http.RoundTripper) http.RoundTripper { return rt }
+	}
+	given := opts.Transport
+	if given != nil {
+		given = wrap(given)
+	}
 	for _, st := range rl.sources {
 		st.m = rl.metrics.forSource(st.src.Name, st.cache != nil)
-		if opts.Transport != nil {
-			st.transport = opts.Transport
+		if given != nil {
+			st.transport = given
 			continue
 		}
 		t, ok := owned[st.timeout]
 		if !ok {
-			t = defaultTransport(st.timeout)
+			t = wrap(defaultTransport(st.timeout))
 			owned[st.timeout] = t
 		}
 		st.transport, st.timesHeaders = t, true

@@ -176,7 +176,9 @@ func (s *Store) refreshAudience(ctx context.Context, sid string, aud Audience) (
 	if sess.RefreshToken == "" {
 		return "", fmt.Errorf("%w: %s: the session has no refresh token", ErrAudienceRefused, aud.Name)
 	}
-	tok, err := ar.RefreshFor(ctx, sess.RefreshToken, aud.Scopes, aud.Resource)
+	rctx, span := startRefresh(ctx, aud.Name)
+	tok, err := ar.RefreshFor(rctx, sess.RefreshToken, aud.Scopes, aud.Resource)
+	endRefresh(span, err)
 	if err == nil && (tok == nil || tok.AccessToken == "") {
 		err = errors.New("the token response has no access_token")
 	}

@@ -162,7 +162,9 @@ func (s *Store) refreshSession(ctx context.Context, sid string, rec sessionRecor
 		return "", fmt.Errorf("%w: no refresher configured", ErrProviderUnavailable)
 	}
 	started := s.now()
-	tok, err := s.refresher.Refresh(ctx, used)
+	rctx, span := startRefresh(ctx, "")
+	tok, err := s.refresher.Refresh(rctx, used)
+	endRefresh(span, err)
 	if err == nil && (tok == nil || tok.AccessToken == "") {
 		err = errors.New("the token response has no access_token")
 	}

@@ -60,7 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return err
 		}
-		return serve(ctx, cfg, stdout, nil)
+		tr, err := startTracing(ctx, getenv)
+		if err != nil {
+			return err
+		}
+		return serveTraced(ctx, cfg, stdout, nil, tr)
 	case "demo":
 		return runDemo(ctx, args, getenv, stdout)
 	case "check-config":

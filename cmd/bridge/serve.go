@@ -29,10 +29,21 @@ import (
 // serve runs the bridge until ctx ends. ln, when not nil, is an open
 // listener to serve on instead of cfg.Listen.
 func serve(ctx context.Context, cfg *Config, stdout io.Writer, ln net.Listener) error {
+	return serveTraced(ctx, cfg, stdout, ln, nil)
+}
+
+// serveTraced is serve with tracing on when tr is not nil; it shuts tr down,
+// exporting the last spans, once the server has stopped.
+func serveTraced(ctx context.Context, cfg *Config, stdout io.Writer, ln net.Listener, tr *traces) error {
 	logs := newLogWriter(stdout, 100*time.Millisecond)
 	defer logs.Close()
 	log := newLogger(cfg, logs)
-	app, err := build(ctx, cfg, log)
+	defer func() {
+		if err := tr.shutdown(); err != nil {
+			log.Warn("spans not exported", slog.Any("error", err))
+		}
+	}()
+	app, err := buildTraced(ctx, cfg, log, tr)
 	if err != nil {
 		return err
 	}
@@ -128,6 +139,11 @@ func (a *app) close() {
 // build constructs the parts and hands them to each other. On an error it
 // closes what it had opened.
 func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err error) {
+	return buildTraced(ctx, cfg, log, nil)
+}
+
+// buildTraced is build with tracing on when tr is not nil.
+func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces) (a *app, err error) {
 	a = &app{storeKind: "memory"}
 	defer func() {
 		if err != nil {
@@ -182,6 +198,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		Resource:     cfg.IdP.Resource,
 		RedirectURL:  public + "/oauth/callback",
 		Tenants:      tenants,
+		HTTPClient:   tr.client(),
 	})
 	store, err := tokencache.New(tokencache.Options{
 		Redis:       a.redis,
@@ -200,7 +217,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	sources, err := feedSources(cfg, provider, keys, reg, public, log)
+	sources, err := feedSources(cfg, provider, keys, reg, public, log, tr)
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +240,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		Registerer:     reg,
 		Gatherer:       reg,
 		CookieKey:      derive(keys, "odata-bridge page cookie"),
-		Entra:          entraOptions(cfg),
+		Entra:          tr.entra(entraOptions(cfg)),
 		MaxKeysPerUser: cfg.Keys.MaxPerUser,
+		TracerProvider: tr.provider(),
 	})
 	if err != nil {
 		return nil, err
@@ -236,7 +254,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 
 // feedSources builds every configured source in one pass: its feed (the
 // relay's source, or a REST service) and the connector's view of it.
-func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger) ([]connector.Source, error) {
+func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger, tr *traces) ([]connector.Source, error) {
 	var relaySources []odata.Source
 	for _, sc := range cfg.Sources {
 		if sc.Kind == "odata" {
@@ -259,6 +277,8 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 		Registerer:   reg,
 		Logger:       log.With(slog.String("component", "relay")),
 		ErrorHandler: feedError,
+
+		WrapTransport: tr.wrapTransport(), // a client span per upstream call; nil when tracing is off
 	})
 	if err != nil {
 		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
@@ -300,7 +320,7 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 				// the cache is per user, so rows never cross users.
 				CacheTTL: 30 * time.Second,
 			}, rest.Options{
-				Client: restClient(time.Duration(sc.HeaderTimeout)),
+				Client: tr.restClient(restClient(time.Duration(sc.HeaderTimeout))),
 				Secret: skipSecret,
 				Logger: log.With(slog.String("component", "rest"), slog.String("source", sc.Name)),
 				ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
