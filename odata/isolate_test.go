@@ -27,7 +27,7 @@ func TestRelayIsolatesBodies(t *testing.T) {
 		path        string
 		contentType []string // nil: none sent
 		status      int
-		wantType    string
+		wantType    string // an attachment is always application/octet-stream
 		wantAttach  bool
 	}{
 		{"OData JSON", "People", []string{"application/json;odata.metadata=minimal;charset=utf-8"}, 200, "application/json;odata.metadata=minimal;charset=utf-8", false},
@@ -37,22 +37,23 @@ func TestRelayIsolatesBodies(t *testing.T) {
 		{"text/xml", "People", []string{"TEXT/XML"}, 200, "TEXT/XML", false},
 		{"$count", "People/$count", []string{"text/plain;charset=utf-8"}, 200, "text/plain;charset=utf-8", false},
 		{"$batch", "$batch", []string{"multipart/mixed; boundary=b"}, 200, "multipart/mixed; boundary=b", false},
-		{"HTML", "Docs(1)", []string{"text/html"}, 200, "text/html", true},
-		{"HTML as $value", "Docs(1)/$value", []string{"text/html; charset=utf-8"}, 200, "text/html; charset=utf-8", true},
-		{"HTML error page", "People", []string{"text/html"}, 500, "text/html", true},
-		{"SVG as $value", "Docs(1)/$value", []string{"image/svg+xml"}, 200, "image/svg+xml", true},
-		{"XHTML as $value", "Docs(1)/%24value", []string{"application/xhtml+xml"}, 200, "application/xhtml+xml", true},
-		{"XSLT as $value", "Docs(1)/$value", []string{"text/xsl"}, 200, "text/xsl", true},
-		{"RSS as $value", "Docs(1)/$value", []string{"application/rss+xml"}, 200, "application/rss+xml", true},
-		{"JavaScript as $value", "Docs(1)/$value", []string{"text/javascript"}, 200, "text/javascript", true},
+		{"HTML", "Docs(1)", []string{"text/html"}, 200, "application/octet-stream", true},
+		{"HTML as $value", "Docs(1)/$value", []string{"text/html; charset=utf-8"}, 200, "application/octet-stream", true},
+		{"HTML error page", "People", []string{"text/html"}, 500, "application/octet-stream", true},
+		{"SVG as $value", "Docs(1)/$value", []string{"image/svg+xml"}, 200, "application/octet-stream", true},
+		{"XHTML as $value", "Docs(1)/%24value", []string{"application/xhtml+xml"}, 200, "application/octet-stream", true},
+		{"XSLT as $value", "Docs(1)/$value", []string{"text/xsl"}, 200, "application/octet-stream", true},
+		{"RSS as $value", "Docs(1)/$value", []string{"application/rss+xml"}, 200, "application/octet-stream", true},
+		{"JavaScript as $value", "Docs(1)/$value", []string{"text/javascript"}, 200, "application/octet-stream", true},
+		{"CSS as $value", "Docs(1)/$value", []string{"text/css"}, 200, "application/octet-stream", true},
 		{"image as $value", "Photos(1)/$value", []string{"image/png"}, 200, "image/png", false},
 		{"PDF as $value", "Docs(1)/$value", []string{"application/pdf"}, 200, "application/pdf", false},
-		{"image elsewhere", "Photos(1)", []string{"image/png"}, 200, "image/png", true},
+		{"image elsewhere", "Photos(1)", []string{"image/png"}, 200, "application/octet-stream", true},
 		{"no type", "Docs(1)", nil, 200, "application/octet-stream", true},
 		{"no type as $value", "Docs(1)/$value", nil, 200, "application/octet-stream", false},
-		{"a list of types", "People", []string{"application/json, text/html"}, 200, "application/json, text/html", true},
-		{"a list hidden in a parameter", "People", []string{"application/json;x=,text/html"}, 200, "application/json;x=,text/html", true},
-		{"two types", "People", []string{"application/json", "text/html"}, 200, "application/json", true},
+		{"a list of types", "People", []string{"application/json, text/html"}, 200, "application/octet-stream", true},
+		{"a list hidden in a parameter", "People", []string{"application/json;x=,text/html"}, 200, "application/octet-stream", true},
+		{"two types", "People", []string{"application/json", "text/html"}, 200, "application/octet-stream", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,4 +277,33 @@ func cutPrefix(s, prefix string) (string, bool) {
 		return s[len(prefix):], true
 	}
 	return s, false
+}
+
+// TestRelayKeepsResponsesPrivate: every relayed answer is one caller's, so
+// no shared cache in front of the bridge may keep it for another.
+func TestRelayKeepsResponsesPrivate(t *testing.T) {
+	for _, tc := range []struct{ upstream, want string }{
+		{"", "private"},
+		{"public, max-age=60, s-maxage=600", "max-age=60, private"},
+		{"max-age=60, proxy-revalidate", "max-age=60, private"},
+		{"private, max-age=5", "private, max-age=5"},
+		{"no-store", "no-store"},
+		{"no-cache, Public", "no-cache, private"},
+	} {
+		u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) {
+			if tc.upstream != "" {
+				w.Header().Set("Cache-Control", tc.upstream)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"value":[]}`)
+		})
+		b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+		res, _, err := b.do(t, "GET", "/odata/s/People", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Header.Values("Cache-Control"); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("upstream Cache-Control %q: relayed %q, want %q", tc.upstream, got, tc.want)
+		}
+	}
 }

@@ -72,7 +72,10 @@ func checkPath(escaped string) error {
 			if p == escaped {
 				return fault.With(ErrBadRequest, "malformed path escape")
 			}
-			return nil // a literal '%' inside a key, after one decoding
+			// A literal '%' inside a key, after one decoding. An upstream
+			// that decodes again and tolerates the stray '%' still decodes
+			// every valid escape: check what it would see.
+			u = lenientUnescape(p)
 		}
 		if u == p {
 			return nil
@@ -80,6 +83,35 @@ func checkPath(escaped string) error {
 		p = u
 	}
 	return fault.With(ErrBadRequest, "path encoded too many times")
+}
+
+// lenientUnescape decodes every valid %XX of s and keeps any other '%' as it
+// is, as a tolerant decoder does.
+func lenientUnescape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
 
 // dotSegment reports whether seg is one or more dots, alone or before ';' or whitespace:

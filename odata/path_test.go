@@ -32,6 +32,11 @@ func TestCheckPath(t *testing.T) {
 		{"a%5Cb", false},
 		{"a%00", false},
 		{"a%zz", false},
+		// A stray '%' after one decoding does not stop the checks of the
+		// decodings a tolerant upstream would still make.
+		{"%252e%252e/%25zz/x", false},
+		{"Items('100%25')/%252e%252e", false},
+		{"Items('100%25')/Lines", true},
 		// What some upstream reads as a dot segment.
 		{"...", false},
 		{"a/.../b", false},

@@ -360,6 +360,7 @@ func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, use
 }
 
 func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, path, user string, auth Authorizer) {
+	Isolate(w.Header()) // every entry point: an upstream's body is never a page of the bridge's
 	st.m.request()
 	last := path[strings.LastIndexByte(path, '/')+1:]
 	if u, err := url.PathUnescape(last); err == nil {

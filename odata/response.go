@@ -53,6 +53,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 		return fault.With(ErrUpstreamUnreachable, "redirect to outside the source")
 	}
 	c.isolateBody(h, res.StatusCode)
+	privateCache(h)
 
 	if !c.rewritable(h) {
 		return nil // Content-Length and every byte kept
@@ -175,13 +176,14 @@ var (
 //
 //   - OData's own types stay inline: JSON, XML, Atom, AtomPub service documents,
 //     text/plain ($count) and multipart/mixed ($batch).
-//   - A type that can hold active content (HTML, XHTML, SVG, XSLT, other XML, script) is
-//     always an attachment, $value or not.
+//   - A type that can hold active content (HTML, XHTML, SVG, XSLT, other XML, script,
+//     style sheets) is always an attachment, $value or not.
 //   - Any other type is inline for $value (media such as images) and an attachment
 //     elsewhere, where an OData service has no reason to send it.
 //
 // A Content-Type sent twice or holding a comma is an attachment: browsers read the last
-// of a list of types, the relay would read the first.
+// of a list of types, the relay would read the first. An attachment is sent as
+// application/octet-stream.
 func (c *call) isolateBody(h http.Header, status int) {
 	if status == http.StatusNoContent || status == http.StatusNotModified {
 		return
@@ -195,6 +197,7 @@ func (c *call) isolateBody(h http.Header, status int) {
 		return
 	}
 	if len(ct) > 1 || strings.IndexByte(ct[0], ',') >= 0 {
+		h["Content-Type"] = octetStream
 		h["Content-Disposition"] = attachment
 		return
 	}
@@ -206,9 +209,49 @@ func (c *call) isolateBody(h http.Header, status int) {
 		}
 	}
 	if c.last != "$value" || activeType(mt) {
+		// An attachment is also typed as plain bytes: with nosniff, no page
+		// of the bridge's origin can load it as a script or a style sheet.
+		h["Content-Type"] = octetStream
 		h["Content-Disposition"] = attachment
 	}
 }
+
+// privateCache keeps every relayed response out of shared caches: each is
+// one caller's (RFC 9111 §5.2.2.7), and a cache in front of the bridge must
+// never answer another caller with it, whatever the upstream allows. The
+// upstream's public and s-maxage go; its other directives stay.
+func privateCache(h http.Header) {
+	cc := h["Cache-Control"]
+	if len(cc) == 0 {
+		h["Cache-Control"] = privateValue
+		return
+	}
+	var keep []string
+	private, noStore := false, false
+	for _, v := range cc {
+		for d := range strings.SplitSeq(v, ",") {
+			d = strings.TrimSpace(d)
+			name, _, _ := strings.Cut(d, "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "":
+				continue
+			case "public", "s-maxage", "proxy-revalidate":
+				continue
+			case "private":
+				private = true
+			case "no-store":
+				noStore = true
+			}
+			keep = append(keep, d)
+		}
+	}
+	if !private && !noStore {
+		keep = append(keep, "private")
+	}
+	h["Cache-Control"] = []string{strings.Join(keep, ", ")}
+}
+
+var privateValue = []string{"private"}
 
 // inlineTypes are the media types of OData responses.
 var inlineTypes = []string{
@@ -219,7 +262,7 @@ var inlineTypes = []string{
 // activeType reports whether a browser may run script in, or build a page from, a body
 // of media type mt.
 func activeType(mt string) bool {
-	for _, s := range []string{"html", "svg", "xml", "xsl", "script", "multipart"} {
+	for _, s := range []string{"html", "svg", "xml", "xsl", "script", "multipart", "css"} {
 		if containsFold(mt, s) {
 			return true
 		}

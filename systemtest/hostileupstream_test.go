@@ -135,20 +135,20 @@ func TestHostileUpstream(t *testing.T) {
 		target      string // after /odata/hostile/, sent as it is
 		auth        string
 		status      int
-		contentType string // "": not checked
+		contentType string // "": not checked; an attachment is always application/octet-stream
 		attachment  bool
 		location    string // "": none
 	}{
 		{"OData JSON", "People", auth, http.StatusOK, "application/json;odata.metadata=minimal", false, ""},
-		{"HTML $value", "Docs(1)/$value", auth, http.StatusOK, "text/html; charset=utf-8", true, ""},
-		{"SVG $value", "Docs(2)/$value", auth, http.StatusOK, "image/svg+xml", true, ""},
-		{"XHTML $value", "Docs(3)/$value", auth, http.StatusOK, "application/xhtml+xml", true, ""},
+		{"HTML $value", "Docs(1)/$value", auth, http.StatusOK, "application/octet-stream", true, ""},
+		{"SVG $value", "Docs(2)/$value", auth, http.StatusOK, "application/octet-stream", true, ""},
+		{"XHTML $value", "Docs(3)/$value", auth, http.StatusOK, "application/octet-stream", true, ""},
 		{"XML holding XHTML", "Docs(4)", auth, http.StatusOK, "application/xml", false, ""},
 		{"no type, $value", "Docs(5)/$value", auth, http.StatusOK, "application/octet-stream", false, ""},
 		{"no type", "Docs(5)", auth, http.StatusOK, "application/octet-stream", true, ""},
-		{"HTML entity", "Docs(6)", auth, http.StatusOK, "text/html", true, ""},
+		{"HTML entity", "Docs(6)", auth, http.StatusOK, "application/octet-stream", true, ""},
 		{"image $value", "Photos(1)/$value", auth, http.StatusOK, "image/png", false, ""},
-		{"HTML 404", "Nothing", auth, http.StatusNotFound, "text/html", true, ""},
+		{"HTML 404", "Nothing", auth, http.StatusNotFound, "application/octet-stream", true, ""},
 		{"redirect on the source", "Moved", auth, http.StatusFound, "application/octet-stream", true, feed + "People"},
 		{"redirect off-site", "Away", auth, http.StatusBadGateway, "application/json;odata.metadata=minimal;charset=utf-8", false, ""},
 		{"redirect to the upstream's root", "Root", auth, http.StatusBadGateway, "", false, ""},
