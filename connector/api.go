@@ -83,12 +83,12 @@ func (s *Server) subjectOf(c *gin.Context) (string, string, error) {
 func (s *Server) listKeys(c *gin.Context) {
 	_, sub, err := s.subjectOf(c)
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	keys, err := s.opts.Store.FeedKeys(c.Request.Context(), sub)
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	out := make([]keyInfo, 0, len(keys))
@@ -123,7 +123,7 @@ func (s *Server) createKey(c *gin.Context) {
 	}
 	sid, sub, err := s.subjectOf(c)
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	if limit := s.opts.MaxKeysPerUser; limit > 0 {
@@ -131,7 +131,7 @@ func (s *Server) createKey(c *gin.Context) {
 		// the limit may both pass: the limit bounds abuse, not an exact count.
 		keys, err := s.opts.Store.FeedKeys(c.Request.Context(), sub)
 		if err != nil {
-			writeODataError(c.Writer, "4.0", err)
+			writeODataError(c.Writer, odata.Version4, err)
 			return
 		}
 		if len(keys) >= limit {
@@ -141,7 +141,7 @@ func (s *Server) createKey(c *gin.Context) {
 	}
 	info, key, err := s.opts.Store.CreateFeedKey(c.Request.Context(), sid, req.Name)
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	s.log.InfoContext(c.Request.Context(), "feed key created", slog.String("key_id", info.ID))
@@ -151,7 +151,7 @@ func (s *Server) createKey(c *gin.Context) {
 func (s *Server) deleteKey(c *gin.Context) {
 	_, sub, err := s.subjectOf(c)
 	if err != nil {
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	if err := s.opts.Store.RevokeFeedKey(c.Request.Context(), sub, c.Param("id")); err != nil {
@@ -159,7 +159,7 @@ func (s *Server) deleteKey(c *gin.Context) {
 			// The caller is signed in: the key is unknown or someone else's.
 			err = errNoSuchFeedKey
 		}
-		writeODataError(c.Writer, "4.0", err)
+		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
 	s.log.InfoContext(c.Request.Context(), "feed key revoked", slog.String("key_id", c.Param("id")))

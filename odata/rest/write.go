@@ -18,7 +18,7 @@ const jsonContentType = "application/json;odata.metadata=minimal"
 func setODataHeaders(w http.ResponseWriter, contentType string) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
-	h.Set("OData-Version", "4.0")
+	h.Set("OData-Version", odata.Version4)
 	// Rows are per user: no shared cache may keep them.
 	h.Set("Cache-Control", "private, no-store")
 	h.Add("Vary", "Authorization")
@@ -55,7 +55,7 @@ func (s *Service) writeMetadata(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/xml")
-	h.Set("OData-Version", "4.0")
+	h.Set("OData-Version", odata.Version4)
 	h.Set("Content-Length", strconv.Itoa(len(s.metadata)))
 	_, _ = w.Write(s.metadata)
 	return nil
