@@ -153,7 +153,6 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	metricsPort := freePort(t)
 	doc := map[string]any{
 		"listen":           fmt.Sprintf("127.0.0.1:%d", port),
-		"metrics_listen":   fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"public_url":       public,
 		"shutdown_timeout": "2s",
 		"log":              map[string]any{"level": "info", "format": "json"},
@@ -164,6 +163,11 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 	}
 	if len(cfg.TrustedProxies) > 0 {
 		doc["trusted_proxies"] = cfg.TrustedProxies
+	}
+	metrics := public // releases before metrics_listen served /metrics on the public listener
+	if cfg.Binary == "" {
+		doc["metrics_listen"] = fmt.Sprintf("127.0.0.1:%d", metricsPort)
+		metrics = fmt.Sprintf("http://127.0.0.1:%d", metricsPort)
 	}
 	switch {
 	case cfg.RedisURL != "":
@@ -207,7 +211,7 @@ func tryStartBridge(t testing.TB, cfg bridgeConfig) (*bridge, error) {
 		logFile.Close()
 		t.Fatal(err)
 	}
-	b := &bridge{URL: public, Metrics: fmt.Sprintf("http://127.0.0.1:%d", metricsPort), cmd: cmd, log: logPath, done: make(chan struct{})}
+	b := &bridge{URL: public, Metrics: metrics, cmd: cmd, log: logPath, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		logFile.Close()
