@@ -54,6 +54,7 @@ func (s *Server) feed(c *gin.Context) {
 	if who.user != "" && !s.allow(c, who.cred, who.user, version) {
 		return
 	}
+	c.Set(callerKey, who) // counted by meter
 	src.Feed.ServeFeed(c.Writer, r, path, who.user, auth)
 	if known == "" {
 		s.rememberVersion(r.Context(), src)
@@ -82,6 +83,7 @@ func (s *Server) allow(c *gin.Context, cr credential, sid, version string) bool 
 		return true
 	}
 	c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	s.auditRateLimit(c, cr, sid)
 	writeODataError(c.Writer, version, errRateLimited)
 	return false
 }

@@ -364,6 +364,8 @@ func (s *Server) callback(c *gin.Context) {
 	}
 	s.metrics.signIns.WithLabelValues("ok").Inc()
 	s.log.InfoContext(ctx, "signed in", slog.String("purpose", p.Purpose), slog.String("session", shortID(sid)))
+	s.rememberIdentity(ctx, sid, id)
+	s.audit(ctx, tokencache.Event{Kind: tokencache.AuditSignIn, Subject: id.Subject, Email: id.Email, Session: shortID(sid), Detail: p.Purpose})
 	if p.Purpose == "page" {
 		s.finishPageSignIn(c, sid, p)
 		return
@@ -452,6 +454,9 @@ func (s *Server) token(c *gin.Context) {
 		err = unsupportedGrantType("supported: authorization_code, refresh_token")
 	}
 	if err != nil {
+		if errors.Is(err, tokencache.ErrReused) {
+			s.auditToken(ctx, tokencache.AuditRefreshReuse, f.Get("refresh_token"), true)
+		}
 		s.log.InfoContext(ctx, "token request refused", slog.String("grant_type", f.Get("grant_type")), slog.Any("error", err))
 		s.writeTokenError(c, err)
 		return
@@ -569,6 +574,7 @@ func (s *Server) revoke(c *gin.Context) {
 		s.writeTokenError(c, invalidRequest("token is required"))
 		return
 	}
+	s.auditToken(ctx, tokencache.AuditSessionRevoked, tok, false)
 	if err := s.opts.Store.Revoke(ctx, tok); err != nil {
 		s.log.ErrorContext(ctx, "revoke", slog.Any("error", err))
 		s.writeTokenError(c, err)

@@ -46,13 +46,17 @@ func (s *Server) routes() {
 	e.GET("/admin/consent", s.adminConsent)
 	e.POST("/admin/sources/:name/refresh", noStore, s.refreshSource)
 
+	// The operators' page and its exports, for the users named in admins.
+	s.adminRoutes(e.Group("/admin", s.requireAdmin))
+	e.GET("/assets/admin.css", asset("admin.css", "text/css; charset=utf-8"))
+
 	// Generated client files.
 	e.GET("/powerbi/:file", s.powerBIFile)
 	e.GET("/excel/:file", s.excelFile)
 
 	// The relay (flows A to D).
-	e.Any("/odata/:source", s.feed)
-	e.Any("/odata/:source/*path", s.feed)
+	e.Any("/odata/:source", s.meter, s.feed)
+	e.Any("/odata/:source/*path", s.meter, s.feed)
 
 	if s.opts.Extra != nil {
 		s.opts.Extra(e)

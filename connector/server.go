@@ -118,6 +118,8 @@ type Options struct {
 	Entra          idp.EntraConfig       // admin consent and organizational accounts; zero: off. New sets its PublicURL, and its Cache, Logger and Now from these options when zero
 	MaxKeysPerUser int                   // feed keys one user may hold; POST /api/keys beyond it answers 409; zero: no limit
 	BodyTimeout    time.Duration         // time to receive a request body, from the first handler on; zero: 30s
+	Admins         []string              // e-mail addresses, user names, subject or object IDs allowed on /admin; zero: nobody
+	Ledger         Ledger                // usage, refresh history and audit trail; zero: none kept (the audit log lines are still written)
 }
 
 // Server is the bridge's http.Handler.
@@ -134,6 +136,7 @@ type Server struct {
 	cookieKey []byte
 	entra     *idp.Entra // nil: Entra ID off
 	versions  versions
+	adm       adminState
 }
 
 // New builds the gin engine with every route of the bridge.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -238,4 +239,41 @@ func (l *Ledger) First(ctx context.Context, marker string, ttl time.Duration) (b
 		return false, unavailable(err)
 	}
 	return ok, nil
+}
+
+// TokenSession returns the session a bridge access or refresh token points to, without
+// using or changing it: the audit trail names whose session a revocation or a replayed
+// refresh token concerned. ErrNotFound when it points nowhere.
+func (s *Store) TokenSession(ctx context.Context, token string) (string, error) {
+	prefix, input := "", ""
+	switch {
+	case validAccessToken(token):
+		prefix, input = s.prefix+"at:", token
+	case strings.HasPrefix(token, refreshPrefix):
+		handle, _, _, ok := parseRefreshToken(token)
+		if !ok {
+			return "", ErrNotFound
+		}
+		prefix, input = s.prefix+"rt:", string(handle)
+	default:
+		return "", ErrNotFound
+	}
+	p, _, _, err := s.findPointer(ctx, prefix, input, "")
+	return p.SID, err
+}
+
+// FeedKeyID returns the ID of a feed key that FeedKey resolved on this replica within
+// HotCacheTTL, or "" (also when the hot cache is off). It does no I/O, so the usage of
+// a key is counted under its ID on the hot path.
+func (s *Store) FeedKeyID(key string) string {
+	c := s.hot
+	if c == nil {
+		return ""
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if el, ok := c.m[hotKey{hotFeed, key}]; ok {
+		return el.Value.(*hotEntry).keyID
+	}
+	return ""
 }

@@ -1,0 +1,138 @@
+package connector
+
+import (
+	"bytes"
+	"strings"
+	"time"
+
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/odata-bridge/bridge/tokencache"
+)
+
+// The usage of every relayed request is counted after it is served: per source
+// and hour, per user and day, per feed key and day. Only requests that passed
+// authorization and the rate limit for a configured source count (feed marks
+// them), so neither an unknown source nor any path adds a series.
+//
+// Refreshes are followed from the requests: the entity set is the first path
+// segment up to '(' (the service document and $-segments such as $metadata
+// are not entity sets); a request with $skip or $skiptoken in its query is a
+// following page, one without is a first page. Whether a page has a next link
+// is read from its first and last bytes (@odata.nextLink, odata.nextLink,
+// __next, rel="next"), where those are not compressed toward the client.
+
+// tailWriter keeps the first and last bytes of a response body, so the next
+// link of a page can be seen without parsing or buffering it.
+type tailWriter struct {
+	gin.ResponseWriter
+	head []byte // the first headLen bytes
+	tail []byte // the last tailLen bytes, in a buffer of twice that
+}
+
+const (
+	headLen = 512
+	tailLen = 512
+)
+
+func (w *tailWriter) keep(p []byte) {
+	if n := headLen - len(w.head); n > 0 {
+		w.head = append(w.head, p[:min(n, len(p))]...)
+	}
+	if len(p) >= tailLen {
+		w.tail = append(w.tail[:0], p[len(p)-tailLen:]...)
+		return
+	}
+	if len(w.tail)+len(p) > 2*tailLen {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-(tailLen-len(p)):]...)
+	}
+	w.tail = append(w.tail, p...)
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.keep(p)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *tailWriter) WriteString(s string) (int, error) {
+	w.keep([]byte(s))
+	return w.ResponseWriter.WriteString(s)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *tailWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var nextMarkers = [][]byte{[]byte(`nextLink"`), []byte(`"__next"`), []byte(`rel="next"`), []byte(`rel='next'`)}
+
+// more tells whether the page had a next link: 1, 0, or -1 when the body was
+// compressed and cannot be read.
+func (w *tailWriter) more() int {
+	if w.Header().Get("Content-Encoding") != "" {
+		return -1
+	}
+	for _, m := range nextMarkers {
+		if bytes.Contains(w.head, m) || bytes.Contains(w.tail, m) {
+			return 1
+		}
+	}
+	return 0
+}
+
+// entitySet is the entity set a relay path reads, or "" for the service
+// document, $metadata, $batch and the like.
+func entitySet(path string) string {
+	seg, _, _ := strings.Cut(path, "/")
+	seg, _, _ = strings.Cut(seg, "(")
+	if seg == "" || strings.HasPrefix(seg, "$") || strings.HasPrefix(seg, "%24") {
+		return ""
+	}
+	return seg
+}
+
+// following reports whether a query asks for a page after the first.
+func following(rawQuery string) bool {
+	q := strings.ToLower(rawQuery)
+	return strings.Contains(q, "$skip") || strings.Contains(q, "%24skip")
+}
+
+// meter counts the usage of the relay routes and follows refreshes.
+func (s *Server) meter(c *gin.Context) {
+	if s.opts.Ledger == nil {
+		c.Next()
+		return
+	}
+	start := time.Now()
+	tw := &tailWriter{ResponseWriter: c.Writer}
+	c.Writer = tw
+	c.Next()
+	c.Writer = tw.ResponseWriter
+	v, ok := c.Get(callerKey)
+	if !ok {
+		return
+	}
+	who := v.(caller)
+	d := time.Since(start)
+	ctx := c.Request.Context()
+	src := c.Param("source")
+	u := tokencache.Use{Source: src, Status: tw.Status(), Bytes: int64(max(tw.Size(), 0)), Upstream: d}
+	if who.user != "" {
+		u.Subject = s.subjectOfSession(ctx, who.user)
+	}
+	if u.KeyID = s.keyID(who.cred); u.KeyID != "" {
+		s.auditFirst(ctx, "key:"+u.KeyID, tokencache.DayRetention, tokencache.Event{Kind: tokencache.AuditKeyFirstUse, Subject: u.Subject, Session: shortID(who.user), KeyID: u.KeyID})
+	}
+	s.opts.Ledger.Record(u)
+	r := c.Request
+	if r.Method != http.MethodGet {
+		return
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(r.URL.EscapedPath(), "/odata/"+src), "/")
+	if set := entitySet(path); set != "" {
+		s.opts.Ledger.Page(tokencache.Page{
+			Source: src, Subject: u.Subject, EntitySet: set, Following: following(r.URL.RawQuery),
+			More: tw.more(), Status: u.Status, Bytes: u.Bytes, Duration: d,
+		})
+	}
+}
