@@ -110,6 +110,7 @@ type app struct {
 	handler   http.Handler
 	metrics   http.Handler // Prometheus, for the metrics listener only
 	store     *tokencache.Store
+	ledger    *tokencache.Ledger    // usage, refresh history and audit trail
 	redis     redis.UniversalClient // nil with the memory store
 	storeKind string
 }
@@ -117,6 +118,9 @@ type app struct {
 // close stops the store, then the Redis client it used: the store does not
 // own the client.
 func (a *app) close() {
+	if a.ledger != nil {
+		a.ledger.Close()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}
@@ -196,6 +200,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		return nil, fmt.Errorf("token cache: %w", err)
 	}
 	a.store = store
+	a.ledger = tokencache.NewLedger(tokencache.LedgerOptions{Redis: a.redis, Logger: log.With(slog.String("component", "ledger"))})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -225,6 +230,8 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 		CookieKey:      derive(keys, "odata-bridge page cookie"),
 		Entra:          entraOptions(cfg),
 		MaxKeysPerUser: cfg.Keys.MaxPerUser,
+		Admins:         cfg.Admins,
+		Ledger:         a.ledger,
 	})
 	if err != nil {
 		return nil, err
