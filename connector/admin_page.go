@@ -85,10 +85,10 @@ type hourExport struct {
 	Hour       string  `json:"hour"`
 	Requests   int64   `json:"requests"`
 	Bytes      int64   `json:"bytes"`
-	UpstreamMS int64   `json:"upstream_ms"`
+	UpstreamUS int64   `json:"upstream_us"`
 	Errors4xx  int64   `json:"errors_4xx"`
 	Errors5xx  int64   `json:"errors_5xx"`
-	Latency    []int64 `json:"upstream_ms_histogram"`
+	Latency    []int64 `json:"upstream_time_histogram"`
 }
 
 type partyExport struct {
@@ -174,7 +174,7 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-func millis(n int64) string { return (time.Duration(n) * time.Millisecond).String() }
+func micros(n int64) string { return (time.Duration(n) * time.Microsecond).String() }
 
 // adminPage is the operators' view: health, charts, top users and keys,
 // refresh history and audit trail, with GET filters (no script needed).
@@ -253,7 +253,7 @@ func (s *Server) adminPage(c *gin.Context) {
 		as.Charts = []chart{
 			chartOf("Requests per hour", first, mine, func(h tokencache.SourceHour) int64 { return h.Requests }, count),
 			chartOf("Bytes per hour", first, mine, func(h tokencache.SourceHour) int64 { return h.Bytes }, byteSize),
-			chartOf("Upstream time per hour", first, mine, func(h tokencache.SourceHour) int64 { return h.UpstreamMS }, millis),
+			chartOf("Upstream time per hour", first, mine, func(h tokencache.SourceHour) int64 { return h.UpstreamUS }, micros),
 		}
 		v.Sources = append(v.Sources, as)
 	}
@@ -376,7 +376,7 @@ func (s *Server) usageJSON(c *gin.Context) {
 	}
 	for _, h := range hours {
 		out.Hours = append(out.Hours, hourExport{Source: h.Source, Hour: h.Hour.Format(time.RFC3339), Requests: h.Requests, Bytes: h.Bytes,
-			UpstreamMS: h.UpstreamMS, Errors4xx: h.Errors4xx, Errors5xx: h.Errors5xx, Latency: h.Latency[:]})
+			UpstreamUS: h.UpstreamUS, Errors4xx: h.Errors4xx, Errors5xx: h.Errors5xx, Latency: h.Latency[:]})
 	}
 	for _, p := range users {
 		out.Users = append(out.Users, partyExport{ID: p.ID, Day: p.Day.Format(time.DateOnly), Requests: p.Requests, Bytes: p.Bytes})

@@ -47,7 +47,7 @@ func newAdminBridge(t *testing.T, tweaks ...func(*Options)) (*bridge, *tokencach
 	t.Helper()
 	var ledger *tokencache.Ledger
 	b := newBridge(t, func(_ *idp.Provider) []Source {
-		return []Source{{Name: "test", Kind: "odata", Auth: "user", Feed: pagedFeed(2)}}
+		return []Source{{Name: "test", Title: "Test source", Kind: "odata", Auth: AuthNone, Feed: pagedFeed(2)}}
 	}, append([]func(*Options){func(o *Options) {
 		ledger = tokencache.NewLedger(tokencache.LedgerOptions{Now: o.Now, FlushInterval: -1})
 		t.Cleanup(func() { ledger.Close() })

@@ -21,7 +21,7 @@ import (
 // "metric|name". Names are source names, user subjects and feed-key IDs, never request
 // paths, so the number of fields is bounded by what is configured and who signs in:
 //
-//	{prefix}usage:h:{unix hour}  req|src bytes|src ms|src e4|src e5|src t0|src … t10|src  (kept HourRetention)
+//	{prefix}usage:h:{unix hour}  req|src bytes|src us|src e4|src e5|src t0|src … t10|src  (kept HourRetention)
 //	{prefix}usage:u:{unix day}   req|subject bytes|subject                             (kept DayRetention)
 //	{prefix}usage:k:{unix day}   req|key ID bytes|key ID                                (kept DayRetention)
 //	{prefix}usage:last           src → "status unix-ms" of the last answer
@@ -173,12 +173,12 @@ func (l *Ledger) Record(u Use) {
 	now := l.now()
 	hour := l.prefix + "usage:h:" + strconv.FormatInt(now.Unix()/3600, 10)
 	day := strconv.FormatInt(now.Unix()/86400, 10)
-	ms := u.Upstream.Milliseconds()
+	us := u.Upstream.Microseconds()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.pending[counter{hour, "req|" + u.Source}]++
 	l.pending[counter{hour, "bytes|" + u.Source}] += u.Bytes
-	l.pending[counter{hour, "ms|" + u.Source}] += ms
+	l.pending[counter{hour, "us|" + u.Source}] += us
 	l.pending[counter{hour, "t" + strconv.Itoa(latencyBucket(u.Upstream)) + "|" + u.Source}]++
 	switch {
 	case u.Status >= 500:
@@ -257,7 +257,7 @@ type SourceHour struct {
 	Hour       time.Time // start of the hour, UTC
 	Requests   int64
 	Bytes      int64
-	UpstreamMS int64 // summed over the requests
+	UpstreamUS int64 // microseconds, summed over the requests
 	Errors4xx  int64
 	Errors5xx  int64
 	Latency    [len(LatencyBounds) + 1]int64 // requests per LatencyBounds bucket
@@ -354,8 +354,8 @@ func (l *Ledger) Hours(ctx context.Context, since time.Time) ([]SourceHour, erro
 				sh.Requests = n
 			case "bytes":
 				sh.Bytes = n
-			case "ms":
-				sh.UpstreamMS = n
+			case "us":
+				sh.UpstreamUS = n
 			case "e4":
 				sh.Errors4xx = n
 			case "e5":

@@ -60,8 +60,8 @@ func TestLedgerUsageAddsUpAcrossReplicas(t *testing.T) {
 				got[h.Source] = h
 			}
 			k2 := got["k2"]
-			if k2.Requests != 4 || k2.Bytes != 170 || k2.Errors4xx != 1 || k2.Errors5xx != 1 || k2.UpstreamMS != 3055 {
-				t.Errorf("k2 hour: got %+v, want 4 requests, 170 bytes, 1 4xx, 1 5xx, 3055 ms", k2)
+			if k2.Requests != 4 || k2.Bytes != 170 || k2.Errors4xx != 1 || k2.Errors5xx != 1 || k2.UpstreamUS != 3055000 {
+				t.Errorf("k2 hour: got %+v, want 4 requests, 170 bytes, 1 4xx, 1 5xx, 3055000 µs", k2)
 			}
 			if want := now.Truncate(time.Hour); !k2.Hour.Equal(want) {
 				t.Errorf("k2 hour: got %v, want %v", k2.Hour, want)
