@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/odata-bridge/bridge/idp"
+	"github.com/odata-bridge/bridge/idp/idptest"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -374,5 +376,50 @@ func TestEntitySet(t *testing.T) {
 		if got := entitySet(tt.path); got != tt.want {
 			t.Errorf("entitySet(%q): got %q, want %q", tt.path, got, tt.want)
 		}
+	}
+}
+
+// TestConsentAudit: starting admin consent and each result are audit events.
+func TestConsentAudit(t *testing.T) {
+	p := idptest.NewEntra(t)
+	store, err := tokencache.New(tokencache.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	ledger := tokencache.NewLedger(tokencache.LedgerOptions{FlushInterval: -1})
+	srv := httptest.NewUnstartedServer(nil)
+	public := "http://" + srv.Listener.Addr().String()
+	s, err := New(Options{PublicURL: public, Store: store, Ledger: ledger,
+		Entra: idp.EntraConfig{Authority: p.URL, AllowedTenants: []string{tenantA, tenantB}, ClientID: entraClientID, ClientSecret: entraSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = s
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	browser := newBrowser(t)
+	granted := "/oauth/callback?admin_consent=True&tenant=" + tenantA + "&state=" + url.QueryEscape(startConsent(t, public, browser))
+	browse(t, browser, public+granted)
+	refused := "/oauth/callback?error=access_denied&error_description=declined&state=" + url.QueryEscape(startConsent(t, public, browser))
+	browse(t, browser, public+refused)
+
+	events, err := ledger.AuditTrail(context.Background(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := len(events) - 1; i >= 0; i-- {
+		got = append(got, events[i].Kind+" "+events[i].Detail)
+	}
+	want := []string{
+		tokencache.AuditConsentStarted + " tenant=" + tenantA,
+		tokencache.AuditConsentResult + " granted tenant=" + tenantA,
+		tokencache.AuditConsentStarted + " tenant=" + tenantA,
+		tokencache.AuditConsentResult + " refused tenant= error=access_denied",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("consent events:\ngot  %q\nwant %q", got, want)
 	}
 }
