@@ -11,7 +11,8 @@ import (
 )
 
 // A refresh is one caller paging through one entity set: from a first page (a request
-// without $skip or $skiptoken) through the following pages (requests with either) until
+// without $skip or $skiptoken; repeats of it before the second page count once) through
+// the following pages (requests with either) until
 // a page without a next link (complete), an error answer (error, with its status), or a
 // pause longer than the gap (abandoned). Refreshes are followed on the replica that
 // serves their pages; finished ones are kept per source, the last RefreshHistoryLen.
@@ -52,8 +53,9 @@ type runKey struct{ source, subject, set string }
 
 type run struct {
 	RefreshRun
-	last    time.Time
-	unknown bool // the last page's next link could not be seen
+	last      time.Time
+	unknown   bool // the last page's next link could not be seen
+	following bool // a following page was asked for
 }
 
 // Page follows the refresh p belongs to. It never does I/O; finished refreshes are
@@ -64,8 +66,9 @@ func (l *Ledger) Page(p Page) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	r := l.runs[k]
-	if r != nil && (now.Sub(r.last) > l.gap || !p.Following) {
-		// A pause, or the first page again: the earlier run stopped short.
+	repeat := r != nil && !p.Following && !r.following && now.Sub(r.last) <= l.gap
+	if r != nil && !repeat && (now.Sub(r.last) > l.gap || !p.Following) {
+		// A pause, or the first page again after others: the earlier run stopped short.
 		l.endRun(k, r, r.last)
 		r = nil
 	}
@@ -77,7 +80,11 @@ func (l *Ledger) Page(p Page) {
 		r = &run{RefreshRun: RefreshRun{Source: p.Source, Subject: p.Subject, EntitySet: p.EntitySet, Start: start}}
 		l.runs[k] = r
 	}
-	r.Pages++
+	if !repeat {
+		// Power Query asks for a first page more than once before it pages on.
+		r.Pages++
+	}
+	r.following = r.following || p.Following
 	r.Bytes += p.Bytes
 	r.last = now
 	r.unknown = p.More < 0
