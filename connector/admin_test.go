@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/odata-bridge/bridge/idp"
@@ -421,5 +422,47 @@ func TestConsentAudit(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("consent events:\ngot  %q\nwant %q", got, want)
+	}
+}
+
+// TestTailWriterSeesNextLinks: the next link is found at the start or the
+// end of a body written in pieces of any size, and not in the middle.
+func TestTailWriterSeesNextLinks(t *testing.T) {
+	filler := strings.Repeat(`{"a":1},`, 300)
+	tests := []struct {
+		name  string
+		body  string
+		piece int
+		want  int
+	}{
+		{"v4 at the end, one write", `{"value":[` + filler + `],"@odata.nextLink":"x"}`, 1 << 20, 1},
+		{"v4 at the end, small writes", `{"value":[` + filler + `],"@odata.nextLink":"x"}`, 7, 1},
+		{"v4.01 at the start", `{"@odata.nextLink":"x","value":[` + filler + `]}`, 100, 1},
+		{"v2 __next", `{"d":{"results":[` + filler + `],"__next":"x"}}`, 333, 1},
+		{"Atom", `<feed>` + filler + `<link rel="next" href="x"/></feed>`, 64, 1},
+		{"last page", `{"value":[` + filler + `]}`, 50, 0},
+		{"only in the middle", `{"value":[` + filler + `"@odata.nextLink"` + filler + `]}`, 50, 0},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		c, _ := gin.CreateTestContext(rec)
+		w := &tailWriter{ResponseWriter: c.Writer}
+		for b := tt.body; b != ""; {
+			n := min(tt.piece, len(b))
+			w.Write([]byte(b[:n]))
+			b = b[n:]
+		}
+		if got := w.more(); got != tt.want {
+			t.Errorf("%s: more = %d, want %d", tt.name, got, tt.want)
+		}
+		if rec.Body.String() != tt.body {
+			t.Errorf("%s: the body changed on its way", tt.name)
+		}
+	}
+	rec := httptest.NewRecorder()
+	c, _ := gin.CreateTestContext(rec)
+	c.Writer.Header().Set("Content-Encoding", "gzip")
+	if got := (&tailWriter{ResponseWriter: c.Writer}).more(); got != -1 {
+		t.Errorf("compressed: more = %d, want -1", got)
 	}
 }

@@ -3,6 +3,7 @@ package connector
 import (
 	"bytes"
 	"strings"
+	"sync"
 	"time"
 
 	"net/http"
@@ -28,9 +29,14 @@ import (
 // link of a page can be seen without parsing or buffering it.
 type tailWriter struct {
 	gin.ResponseWriter
-	head []byte // the first headLen bytes
-	tail []byte // the last tailLen bytes, in a buffer of twice that
+	head  [headLen]byte // the first bytes
+	nhead int
+	tail  [2 * tailLen]byte // the last tailLen bytes or more, at its start
+	ntail int
 }
+
+// tailWriters are reused: a request's writer is done when its handler returns.
+var tailWriters = sync.Pool{New: func() any { return new(tailWriter) }}
 
 const (
 	headLen = 512
@@ -38,17 +44,18 @@ const (
 )
 
 func (w *tailWriter) keep(p []byte) {
-	if n := headLen - len(w.head); n > 0 {
-		w.head = append(w.head, p[:min(n, len(p))]...)
+	if w.nhead < headLen {
+		w.nhead += copy(w.head[w.nhead:], p)
 	}
 	if len(p) >= tailLen {
-		w.tail = append(w.tail[:0], p[len(p)-tailLen:]...)
+		w.ntail = copy(w.tail[:], p[len(p)-tailLen:])
 		return
 	}
-	if len(w.tail)+len(p) > 2*tailLen {
-		w.tail = append(w.tail[:0], w.tail[len(w.tail)-(tailLen-len(p)):]...)
+	if w.ntail+len(p) > len(w.tail) {
+		// Keep the last tailLen-len(p) bytes, then append p.
+		w.ntail = copy(w.tail[:], w.tail[w.ntail-(tailLen-len(p)):w.ntail])
 	}
-	w.tail = append(w.tail, p...)
+	w.ntail += copy(w.tail[w.ntail:], p)
 }
 
 func (w *tailWriter) Write(p []byte) (int, error) {
@@ -73,7 +80,7 @@ func (w *tailWriter) more() int {
 		return -1
 	}
 	for _, m := range nextMarkers {
-		if bytes.Contains(w.head, m) || bytes.Contains(w.tail, m) {
+		if bytes.Contains(w.head[:w.nhead], m) || bytes.Contains(w.tail[:w.ntail], m) {
 			return 1
 		}
 	}
@@ -104,7 +111,12 @@ func (s *Server) meter(c *gin.Context) {
 		return
 	}
 	start := time.Now()
-	tw := &tailWriter{ResponseWriter: c.Writer}
+	tw := tailWriters.Get().(*tailWriter)
+	tw.ResponseWriter, tw.nhead, tw.ntail = c.Writer, 0, 0
+	defer func() {
+		tw.ResponseWriter = nil
+		tailWriters.Put(tw)
+	}()
 	c.Writer = tw
 	c.Next()
 	c.Writer = tw.ResponseWriter

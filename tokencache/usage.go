@@ -70,11 +70,11 @@ type Ledger struct {
 	gap      time.Duration
 
 	mu       sync.Mutex
-	pending  map[counter]int64
-	last     map[string]string // source → "status unix-ms", not yet written
-	runs     map[runKey]*run   // refreshes in progress on this replica
-	finished []RefreshRun      // ended refreshes, not yet written
-	mem      *memLedger        // nil with Redis
+	pending  map[tally]*sums
+	last     map[string]lastSeen // per source, not yet written
+	runs     map[runKey]*run     // refreshes in progress on this replica
+	finished []RefreshRun        // ended refreshes, not yet written
+	mem      *memLedger          // nil with Redis
 
 	flushMu   sync.Mutex // one flush at a time
 	stop      chan struct{}
@@ -85,6 +85,67 @@ type Ledger struct {
 // counter is one field of one bucket hash.
 type counter struct{ hash, field string }
 
+// tally is what Record keeps per bucket and name, keyed by strings it already has, so
+// counting a request is one map lookup per bucket and allocates nothing. Flush turns the
+// tallies into counters.
+type tally struct {
+	kind   byte  // 'h' per source and hour, 'u' per user and day, 'k' per key and day
+	bucket int64 // unix hour or day
+	name   string
+}
+
+// sums are one tally's counts; users and keys use requests and bytes only.
+type sums struct {
+	requests, bytes, us, e4, e5 int64
+	latency                     [len(LatencyBounds) + 1]int64
+}
+
+// lastSeen is the last answer of a source.
+type lastSeen struct {
+	status int
+	ms     int64
+}
+
+// latencyMetrics are the histogram fields' metric names, t0 to t10.
+var latencyMetrics = func() []string {
+	out := make([]string, len(LatencyBounds)+1)
+	for i := range out {
+		out[i] = "t" + strconv.Itoa(i)
+	}
+	return out
+}()
+
+// counters spreads a tally over the fields of its bucket's hash.
+func (l *Ledger) counters(t tally, n *sums, into map[counter]int64) {
+	hash := l.prefix + "usage:" + string(t.kind) + ":" + strconv.FormatInt(t.bucket, 10)
+	add := func(metric string, v int64) {
+		if v != 0 {
+			into[counter{hash, metric + "|" + t.name}] += v
+		}
+	}
+	add("req", n.requests)
+	add("bytes", n.bytes)
+	if t.kind != 'h' {
+		return
+	}
+	add("us", n.us)
+	add("e4", n.e4)
+	add("e5", n.e5)
+	for i, v := range n.latency {
+		add(latencyMetrics[i], v)
+	}
+}
+
+// sum returns the sums of t, created on first use; the caller holds mu.
+func (l *Ledger) sum(t tally) *sums {
+	n := l.pending[t]
+	if n == nil {
+		n = &sums{}
+		l.pending[t] = n
+	}
+	return n
+}
+
 // NewLedger builds a Ledger and starts its flusher, which Close stops.
 func NewLedger(opts LedgerOptions) *Ledger {
 	l := &Ledger{
@@ -94,8 +155,8 @@ func NewLedger(opts LedgerOptions) *Ledger {
 		log:      opts.Logger,
 		interval: orDefault(opts.FlushInterval, time.Second),
 		gap:      orDefault(opts.RefreshGap, time.Minute),
-		pending:  map[counter]int64{},
-		last:     map[string]string{},
+		pending:  map[tally]*sums{},
+		last:     map[string]lastSeen{},
 		runs:     map[runKey]*run{},
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -171,32 +232,32 @@ func latencyBucket(d time.Duration) int {
 // Record counts u in the current hour and day. It never does I/O.
 func (l *Ledger) Record(u Use) {
 	now := l.now()
-	hour := l.prefix + "usage:h:" + strconv.FormatInt(now.Unix()/3600, 10)
-	day := strconv.FormatInt(now.Unix()/86400, 10)
+	hour, day := now.Unix()/3600, now.Unix()/86400
 	us := u.Upstream.Microseconds()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.pending[counter{hour, "req|" + u.Source}]++
-	l.pending[counter{hour, "bytes|" + u.Source}] += u.Bytes
-	l.pending[counter{hour, "us|" + u.Source}] += us
-	l.pending[counter{hour, "t" + strconv.Itoa(latencyBucket(u.Upstream)) + "|" + u.Source}]++
+	src := l.sum(tally{'h', hour, u.Source})
+	src.requests++
+	src.bytes += u.Bytes
+	src.us += us
+	src.latency[latencyBucket(u.Upstream)]++
 	switch {
 	case u.Status >= 500:
-		l.pending[counter{hour, "e5|" + u.Source}]++
+		src.e5++
 	case u.Status >= 400:
-		l.pending[counter{hour, "e4|" + u.Source}]++
+		src.e4++
 	}
 	if u.Subject != "" {
-		h := l.prefix + "usage:u:" + day
-		l.pending[counter{h, "req|" + u.Subject}]++
-		l.pending[counter{h, "bytes|" + u.Subject}] += u.Bytes
+		n := l.sum(tally{'u', day, u.Subject})
+		n.requests++
+		n.bytes += u.Bytes
 	}
 	if u.KeyID != "" {
-		h := l.prefix + "usage:k:" + day
-		l.pending[counter{h, "req|" + u.KeyID}]++
-		l.pending[counter{h, "bytes|" + u.KeyID}] += u.Bytes
+		n := l.sum(tally{'k', day, u.KeyID})
+		n.requests++
+		n.bytes += u.Bytes
 	}
-	l.last[u.Source] = strconv.Itoa(u.Status) + " " + strconv.FormatInt(now.UnixMilli(), 10)
+	l.last[u.Source] = lastSeen{u.Status, now.UnixMilli()}
 }
 
 // retention is how long the bucket named hash is kept.
@@ -214,9 +275,17 @@ func (l *Ledger) Flush(ctx context.Context) error {
 	defer l.flushMu.Unlock()
 	l.mu.Lock()
 	l.sweepRuns(l.now())
-	pending, last, finished := l.pending, l.last, l.finished
-	l.pending, l.last, l.finished = map[counter]int64{}, map[string]string{}, nil
+	tallies, seen, finished := l.pending, l.last, l.finished
+	l.pending, l.last, l.finished = map[tally]*sums{}, map[string]lastSeen{}, nil
 	l.mu.Unlock()
+	pending := make(map[counter]int64, 4*len(tallies))
+	for t, n := range tallies {
+		l.counters(t, n, pending)
+	}
+	last := make(map[string]string, len(seen))
+	for src, v := range seen {
+		last[src] = strconv.Itoa(v.status) + " " + strconv.FormatInt(v.ms, 10)
+	}
 	if len(pending) == 0 && len(last) == 0 && len(finished) == 0 {
 		return nil
 	}

@@ -258,3 +258,25 @@ func TestLedgerAuditRingIsBounded(t *testing.T) {
 		t.Errorf("ring: got %d events, newest %q; want %d, newest %d", len(all), all[0].Detail, AuditLen, AuditLen+9)
 	}
 }
+
+// TestRecordDoesNotAllocate: counting a request on the hot path costs map
+// updates only, once its counters exist in the current bucket.
+func TestRecordDoesNotAllocate(t *testing.T) {
+	l := NewLedger(LedgerOptions{FlushInterval: -1, Now: func() time.Time { return time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC) }})
+	u := Use{Source: "k2", Subject: "alice", KeyID: "key1", Status: 200, Bytes: 100, Upstream: time.Millisecond}
+	l.Record(u)
+	if n := testing.AllocsPerRun(100, func() { l.Record(u) }); n != 0 {
+		t.Errorf("Record: got %v allocations, want 0", n)
+	}
+}
+
+func BenchmarkRecord(b *testing.B) {
+	l := NewLedger(LedgerOptions{FlushInterval: -1})
+	u := Use{Source: "k2", Subject: "alice", KeyID: "key1", Status: 200, Bytes: 100, Upstream: time.Millisecond}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Record(u)
+		}
+	})
+}
