@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ledgerPair returns two Ledgers (replicas) on one store: two on one Redis (real when
@@ -279,4 +281,44 @@ func BenchmarkRecord(b *testing.B) {
 			l.Record(u)
 		}
 	})
+}
+
+// TestLedgerRedisKeys: the buckets expire with their retention, and the
+// audit stream is trimmed.
+func TestLedgerRedisKeys(t *testing.T) {
+	ctx := context.Background()
+	rdb := rateRedis(t)
+	b := make([]byte, 6)
+	rand.Read(b)
+	prefix := "test-" + hex.EncodeToString(b) + ":"
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	l := NewLedger(LedgerOptions{Redis: rdb, Prefix: prefix, Now: func() time.Time { return now }, FlushInterval: -1})
+	l.Record(Use{Source: "k2", Subject: "alice", KeyID: "key1", Status: 200, Bytes: 1})
+	if err := l.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{
+		prefix + "usage:h:" + fmt.Sprint(now.Unix()/3600):  HourRetention,
+		prefix + "usage:u:" + fmt.Sprint(now.Unix()/86400): DayRetention,
+		prefix + "usage:k:" + fmt.Sprint(now.Unix()/86400): DayRetention,
+	} {
+		got, err := rdb.TTL(ctx, name).Result()
+		if err != nil || got <= want-time.Minute || got > want {
+			t.Errorf("TTL of %s: got %v (%v), want %v", name, got, err, want)
+		}
+	}
+	pipe := rdb.Pipeline()
+	for i := range AuditLen + 500 {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: prefix + "audit", Values: []any{"e", fmt.Sprint(i)}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Audit(ctx, Event{Kind: AuditSignIn}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.XLen(ctx, prefix+"audit").Result(); n > AuditLen+200 {
+		t.Errorf("audit stream: %d entries, want about %d", n, AuditLen)
+	}
+	rdb.Del(ctx, prefix+"audit")
 }
