@@ -466,3 +466,16 @@ func TestTailWriterSeesNextLinks(t *testing.T) {
 		t.Errorf("compressed: more = %d, want -1", got)
 	}
 }
+
+// TestPanicUnderMeter: a feed that panics before writing still gets the
+// recovery middleware's 500 through the metered writer.
+func TestPanicUnderMeter(t *testing.T) {
+	b, _ := newAdminBridge(t, func(o *Options) {
+		o.Sources[0].Feed = feedFunc(func(http.ResponseWriter, *http.Request, string, string, odata.Authorizer) { panic("boom") })
+	})
+	b.idp.m.QueueUser(ada)
+	access, _ := b.signIn(t)
+	if resp, body := b.get(t, "/odata/test/People", bearer(access)); resp.StatusCode != http.StatusInternalServerError {
+		t.Errorf("panicking feed: got %d %s, want 500", resp.StatusCode, body)
+	}
+}

@@ -113,13 +113,14 @@ func (s *Server) meter(c *gin.Context) {
 	start := time.Now()
 	tw := tailWriters.Get().(*tailWriter)
 	tw.ResponseWriter, tw.nhead, tw.ntail = c.Writer, 0, 0
+	c.Writer = tw
 	defer func() {
+		// Also on a panic: the recovery middleware still writes through c.Writer.
+		c.Writer = tw.ResponseWriter
 		tw.ResponseWriter = nil
 		tailWriters.Put(tw)
 	}()
-	c.Writer = tw
 	c.Next()
-	c.Writer = tw.ResponseWriter
 	v, ok := c.Get(callerKey)
 	if !ok {
 		return

@@ -149,17 +149,16 @@ func (l *Ledger) Refreshes(ctx context.Context, source string) ([]RefreshRun, er
 
 // Audit event kinds.
 const (
-	AuditSignIn          = "sign_in"
-	AuditSignOut         = "sign_out"
-	AuditKeyCreated      = "key_created"
-	AuditKeyRevoked      = "key_revoked"
-	AuditKeyFirstUse     = "key_first_use"
-	AuditSessionRevoked  = "session_revoked"
-	AuditRefreshReuse    = "refresh_token_reuse"
-	AuditConsentStarted  = "admin_consent_started"
-	AuditConsentResult   = "admin_consent_result"
-	AuditRateLimited     = "rate_limited"
-	AuditAdminPageViewed = "admin_viewed"
+	AuditSignIn         = "sign_in"
+	AuditSignOut        = "sign_out"
+	AuditKeyCreated     = "key_created"
+	AuditKeyRevoked     = "key_revoked"
+	AuditKeyFirstUse    = "key_first_use"
+	AuditSessionRevoked = "session_revoked"
+	AuditRefreshReuse   = "refresh_token_reuse"
+	AuditConsentStarted = "admin_consent_started"
+	AuditConsentResult  = "admin_consent_result"
+	AuditRateLimited    = "rate_limited"
 )
 
 // Event is one entry of the audit trail. It never holds a token, key or code: key IDs,
