@@ -149,6 +149,12 @@ func (s *Server) auditSession(ctx context.Context, kind, sid, keyID, detail stri
 	if sid != "" {
 		if sess, err := s.opts.Store.Session(ctx, sid); err == nil {
 			e.Subject, e.Email = sess.Subject, sess.Email
+		} else {
+			// An ended session (a replayed refresh token ends it): its
+			// subject is known if it relayed through this replica.
+			s.adm.subjects.mu.Lock()
+			e.Subject = s.adm.subjects.m[sid]
+			s.adm.subjects.mu.Unlock()
 		}
 	}
 	s.audit(ctx, e)
@@ -180,29 +186,35 @@ type adminState struct {
 // so a key's every request does not cost a store round trip.
 type firsts struct {
 	mu sync.Mutex
-	m  map[string]struct{}
+	m  map[firstKey]struct{}
 }
 
-// seen reports whether marker was seen in this process, and records it.
-func (f *firsts) seen(marker string) bool {
+// firstKey names a marker without building its string, as a key's every
+// request looks it up.
+type firstKey struct{ kind, id, window string }
+
+func (k firstKey) String() string { return k.kind + ":" + k.id + ":" + k.window }
+
+// seen reports whether k was seen in this process, and records it.
+func (f *firsts) seen(k firstKey) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.m[marker]; ok {
+	if _, ok := f.m[k]; ok {
 		return true
 	}
 	if f.m == nil || len(f.m) >= 100_000 {
-		f.m = map[string]struct{}{}
+		f.m = map[firstKey]struct{}{}
 	}
-	f.m[marker] = struct{}{}
+	f.m[k] = struct{}{}
 	return false
 }
 
 // auditFirst writes e once per marker and ttl across every replica.
-func (s *Server) auditFirst(ctx context.Context, marker string, ttl time.Duration, e tokencache.Event) {
+func (s *Server) auditFirst(ctx context.Context, marker firstKey, ttl time.Duration, e tokencache.Event) {
 	if s.opts.Ledger == nil || s.adm.firsts.seen(marker) {
 		return
 	}
-	first, err := s.opts.Ledger.First(ctx, marker, ttl)
+	first, err := s.opts.Ledger.First(ctx, marker.String(), ttl)
 	if err != nil {
 		s.log.WarnContext(ctx, "audit marker not checked", slog.Any("error", err))
 		return
@@ -215,15 +227,14 @@ func (s *Server) auditFirst(ctx context.Context, marker string, ttl time.Duratio
 // auditRateLimit records the first rate limit of a caller in an hour.
 func (s *Server) auditRateLimit(c *gin.Context, cr credential, sid string) {
 	e := tokencache.Event{Kind: tokencache.AuditRateLimited, Session: shortID(sid)}
-	id := "session:" + sid
+	marker := firstKey{"rl-session", sid, strconv.FormatInt(s.now().Unix()/3600, 10)}
 	if cr.kind == "key" {
 		if e.KeyID = s.keyID(cr); e.KeyID == "" {
 			return
 		}
-		id = "key:" + e.KeyID
+		marker.kind, marker.id = "rl-key", e.KeyID
 	}
-	hour := strconv.FormatInt(s.now().Unix()/3600, 10)
-	s.auditFirst(c.Request.Context(), "rl:"+id+":"+hour, time.Hour, e)
+	s.auditFirst(c.Request.Context(), marker, time.Hour, e)
 }
 
 // keyID is the ID of the feed key cr, when the store can tell it without I/O.

@@ -243,7 +243,10 @@ func TestAuditEvents(t *testing.T) {
 
 	// The connector: sign-in, refresh-token reuse, then another session revoked.
 	b.idp.m.QueueUser(bob)
-	_, refresh := b.signIn(t)
+	bobAccess, refresh := b.signIn(t)
+	if resp, _ := b.get(t, "/odata/test/People", bearer(bobAccess)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob's feed: %d", resp.StatusCode)
+	}
 	r2 := b.postForm(t, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {"powerbi"}})
 	if r2.status != http.StatusOK {
 		t.Fatalf("refresh: %d %v", r2.status, r2.body)
@@ -271,7 +274,7 @@ func TestAuditEvents(t *testing.T) {
 		tokencache.AuditRateLimited:    {{keyID: created.ID, session: true}},
 		tokencache.AuditKeyRevoked:     {{subject: "ada-sub", keyID: created.ID, session: true}},
 		tokencache.AuditSignOut:        {{subject: "ada-sub", session: true}},
-		tokencache.AuditRefreshReuse:   {{session: true}},
+		tokencache.AuditRefreshReuse:   {{subject: "bob-sub", session: true}}, // known from bob's feed request
 		tokencache.AuditSessionRevoked: {{subject: "bob-sub", session: true}},
 	}
 	events, err := ledger.AuditTrail(ctx, 100)
@@ -310,7 +313,7 @@ func TestAuditEvents(t *testing.T) {
 	if lines != len(events) {
 		t.Errorf("audit log lines: got %d, want %d", lines, len(events))
 	}
-	for name, secret := range map[string]string{"feed key": created.Key, "refresh token": refresh, "access token": access3, "other refresh token": refresh3, "csrf": csrf} {
+	for name, secret := range map[string]string{"bob's access token": bobAccess, "feed key": created.Key, "refresh token": refresh, "access token": access3, "other refresh token": refresh3, "csrf": csrf} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the %s reached the logs", name)
 		}

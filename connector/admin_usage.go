@@ -134,7 +134,7 @@ func (s *Server) meter(c *gin.Context) {
 		u.Subject = s.subjectOfSession(ctx, who.user)
 	}
 	if u.KeyID = s.keyID(who.cred); u.KeyID != "" {
-		s.auditFirst(ctx, "key:"+u.KeyID, tokencache.DayRetention, tokencache.Event{Kind: tokencache.AuditKeyFirstUse, Subject: u.Subject, Session: shortID(who.user), KeyID: u.KeyID})
+		s.auditFirst(ctx, firstKey{"key", u.KeyID, ""}, tokencache.DayRetention, tokencache.Event{Kind: tokencache.AuditKeyFirstUse, Subject: u.Subject, Session: shortID(who.user), KeyID: u.KeyID})
 	}
 	s.opts.Ledger.Record(u)
 	r := c.Request
