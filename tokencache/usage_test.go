@@ -322,3 +322,38 @@ func TestLedgerRedisKeys(t *testing.T) {
 	}
 	rdb.Del(ctx, prefix+"audit")
 }
+
+// TestLedgerFlushesOnItsOwn: the flusher writes counts without a call to
+// Flush, and Close stops it.
+func TestLedgerFlushesOnItsOwn(t *testing.T) {
+	ctx := context.Background()
+	l := NewLedger(LedgerOptions{FlushInterval: 10 * time.Millisecond})
+	l.Record(Use{Source: "k2", Status: 200, Bytes: 5})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		hours, _ := l.mem.readHours(ctx, l)
+		if hours == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flusher wrote nothing within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(Use{Source: "k2", Status: 200, Bytes: 5})
+	time.Sleep(30 * time.Millisecond)
+	if h, _ := l.mem.readHours(ctx, l); h != 1 {
+		t.Errorf("after Close: got %d requests written, want 1 (no flusher)", h)
+	}
+}
+
+// readHours counts the requests of the current hour already written to m.
+func (m *memLedger) readHours(ctx context.Context, l *Ledger) (int64, error) {
+	maps := m.read(l.now(), []string{l.prefix + "usage:h:" + fmt.Sprint(l.now().Unix()/3600)})
+	var n int64
+	fmt.Sscan(maps[0]["req|k2"], &n)
+	return n, nil
+}
