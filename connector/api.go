@@ -145,6 +145,7 @@ func (s *Server) createKey(c *gin.Context) {
 		return
 	}
 	s.log.InfoContext(c.Request.Context(), "feed key created", slog.String("key_id", info.ID))
+	s.auditSession(c.Request.Context(), tokencache.AuditKeyCreated, sid, info.ID, info.Name)
 	c.JSON(http.StatusCreated, gin.H{"id": info.ID, "name": info.Name, "key": string(key), "created_at": info.CreatedAt.UTC()})
 }
 
@@ -163,5 +164,6 @@ func (s *Server) deleteKey(c *gin.Context) {
 		return
 	}
 	s.log.InfoContext(c.Request.Context(), "feed key revoked", slog.String("key_id", c.Param("id")))
+	s.auditSession(c.Request.Context(), tokencache.AuditKeyRevoked, c.GetString(sessionKey), c.Param("id"), "")
 	c.Status(http.StatusNoContent)
 }

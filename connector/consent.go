@@ -16,6 +16,7 @@ import (
 	"github.com/odata-bridge/bridge/fault"
 	"github.com/odata-bridge/bridge/idp"
 	"github.com/odata-bridge/bridge/odata"
+	"github.com/odata-bridge/bridge/tokencache"
 )
 
 // adminConsent redirects a tenant administrator to Entra's admin-consent
@@ -39,6 +40,7 @@ func (s *Server) adminConsent(c *gin.Context) {
 	// Entra returns the state with its answer; the callback shows a result
 	// only for a consent this browser started here, once.
 	state := s.bindSignIn(c, pending{Purpose: "consent"})
+	s.audit(c.Request.Context(), tokencache.Event{Kind: tokencache.AuditConsentStarted, Detail: "tenant=" + c.Query("tenant")})
 	c.Header("Cache-Control", "no-store")
 	c.Redirect(http.StatusFound, u+"&state="+url.QueryEscape(state))
 }
@@ -107,6 +109,7 @@ func (s *Server) consentResult(c *gin.Context) {
 	if q.Get("error") == "" && strings.EqualFold(q.Get("admin_consent"), "true") {
 		s.metrics.signIns.WithLabelValues("admin_consent").Inc()
 		s.log.InfoContext(c.Request.Context(), "admin consent granted", "tenant", tenant)
+		s.audit(c.Request.Context(), tokencache.Event{Kind: tokencache.AuditConsentResult, Detail: "granted tenant=" + tenant})
 		s.consentPage(c, http.StatusOK, consentView{Title: "Admin consent granted", Tenant: tenant, Granted: true})
 		return
 	}
@@ -137,6 +140,7 @@ func (s *Server) consentResult(c *gin.Context) {
 	}
 	s.metrics.signIns.WithLabelValues("admin_consent_error").Inc()
 	s.log.WarnContext(c.Request.Context(), "admin consent failed", "tenant", tenant, "error_code", q.Get("error"))
+	s.audit(c.Request.Context(), tokencache.Event{Kind: tokencache.AuditConsentResult, Detail: "refused tenant=" + tenant + " error=" + q.Get("error")})
 	s.consentPage(c, http.StatusBadRequest, v)
 }
 

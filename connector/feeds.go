@@ -56,6 +56,7 @@ func (s *Server) feed(c *gin.Context) {
 	if who.user != "" && !s.allow(c, who.cred, who.user, version) {
 		return
 	}
+	c.Set(callerKey, who) // counted by meter
 	src.Feed.ServeFeed(c.Writer, r, path, who.user, auth)
 	if known == "" && c.Writer.Status() >= 200 && c.Writer.Status() < 300 {
 		// Only an answer that succeeded speaks for the source: an error
@@ -86,6 +87,7 @@ func (s *Server) allow(c *gin.Context, cr credential, sid, version string) bool 
 		return true
 	}
 	c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	s.auditRateLimit(c, cr, sid)
 	writeODataError(c.Writer, version, errRateLimited)
 	return false
 }

@@ -384,6 +384,8 @@ func (s *Server) callback(c *gin.Context) {
 	}
 	s.metrics.signIns.WithLabelValues("ok").Inc()
 	s.log.InfoContext(ctx, "signed in", slog.String("purpose", p.Purpose), slog.String("session", shortID(sid)))
+	s.rememberIdentity(ctx, sid, id)
+	s.audit(ctx, tokencache.Event{Kind: tokencache.AuditSignIn, Subject: id.Subject, Email: id.Email, Session: shortID(sid), Detail: p.Purpose})
 	if p.Purpose == "page" {
 		s.finishPageSignIn(c, sid, p)
 		return
@@ -458,13 +460,17 @@ func (s *Server) token(c *gin.Context) {
 		}
 	}
 	var (
-		toks tokencache.Tokens
-		err  error
+		toks      tokencache.Tokens
+		err       error
+		reusedSID string // the session of a refresh token, named before the grant
 	)
 	switch f.Get("grant_type") {
 	case "authorization_code":
 		toks, err = s.redeemCode(c, f)
 	case "refresh_token":
+		// A reused refresh token revokes its family and its session, and
+		// with them its lookup: the session is named before the grant.
+		reusedSID = s.tokenSession(ctx, f.Get("refresh_token"))
 		toks, err = s.refreshGrant(c, f)
 	case "":
 		err = invalidRequest("grant_type is required")
@@ -472,6 +478,9 @@ func (s *Server) token(c *gin.Context) {
 		err = unsupportedGrantType("supported: authorization_code, refresh_token")
 	}
 	if err != nil {
+		if errors.Is(err, tokencache.ErrReused) {
+			s.auditSession(ctx, tokencache.AuditRefreshReuse, reusedSID, "", "")
+		}
 		s.log.InfoContext(ctx, "token request refused", slog.String("grant_type", f.Get("grant_type")), slog.Any("error", err))
 		s.writeTokenError(c, err)
 		return
@@ -589,6 +598,7 @@ func (s *Server) revoke(c *gin.Context) {
 		s.writeTokenError(c, invalidRequest("token is required"))
 		return
 	}
+	s.auditToken(ctx, tokencache.AuditSessionRevoked, tok, false)
 	if err := s.opts.Store.Revoke(ctx, tok); err != nil {
 		s.log.ErrorContext(ctx, "revoke", slog.Any("error", err))
 		s.writeTokenError(c, err)

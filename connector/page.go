@@ -43,6 +43,7 @@ type pageData struct {
 	Sources   []sourceInfo
 	Keys      []keyInfo
 	Message   string
+	KeyUsage  map[string][]keyUse // the user's feed keys' requests per day, by key ID
 }
 
 // pageHeaders are the sign-in page's security headers: no external assets,
@@ -90,6 +91,7 @@ func (s *Server) index(c *gin.Context) {
 			for _, k := range keys {
 				data.Keys = append(data.Keys, toKeyInfo(k))
 			}
+			data.KeyUsage = s.keyUsage(ctx, data.Keys)
 		} else {
 			s.clearPageCookie(c)
 		}
@@ -140,6 +142,7 @@ func (s *Server) signOut(c *gin.Context) {
 			return
 		}
 		s.log.InfoContext(c.Request.Context(), "signed out", slog.String("session", shortID(sid)))
+		s.auditSession(c.Request.Context(), tokencache.AuditSignOut, sid, "", "")
 	}
 	s.clearPageCookie(c)
 	c.Redirect(http.StatusSeeOther, "/")

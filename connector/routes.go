@@ -47,14 +47,18 @@ func (s *Server) routes() {
 	e.GET("/admin/consent", s.adminConsent)
 	e.POST("/admin/sources/:name/refresh", noStore, s.refreshSource)
 
+	// The operators' page and its exports, for the users named in admins.
+	s.adminRoutes(e.Group("/admin", s.requireAdmin))
+	e.GET("/assets/admin.css", asset("admin.css", "text/css; charset=utf-8"))
+
 	// Generated client files.
 	e.GET("/powerbi/:file", s.powerBIFile)
 	e.GET("/excel/:file", s.excelFile)          // {source}.odc: the service root
 	e.GET("/excel/:file/:set", s.entitySetFile) // {source}/{entity_set}.odc: one table's rows
 
-	// The relay, for every flow.
-	e.Any("/odata/:source", s.feed)
-	e.Any("/odata/:source/*path", s.feed)
+	// The relay, for every flow; meter counts what passed authorization.
+	e.Any("/odata/:source", s.meter, s.feed)
+	e.Any("/odata/:source/*path", s.meter, s.feed)
 
 	if s.opts.Extra != nil {
 		s.opts.Extra(e)

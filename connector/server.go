@@ -120,6 +120,8 @@ type Options struct {
 	MaxKeysPerUser int                   // feed keys one user may hold; POST /api/keys beyond it answers 409; zero: no limit
 	BodyTimeout    time.Duration         // time to receive a request body, from the first handler on; zero: 30s
 	TracerProvider trace.TracerProvider  // a server span per request, named after its route, and a span per authorization; zero: no tracing
+	Admins         []string              // e-mail addresses, user names, subject or object IDs allowed on /admin; zero: nobody
+	Ledger         Ledger                // usage, refresh history and audit trail; zero: none kept (the audit log lines are still written)
 }
 
 // Server is the bridge's http.Handler.
@@ -138,6 +140,7 @@ type Server struct {
 	versions  versions
 
 	tracer trace.Tracer // nil: tracing off
+	adm    adminState
 }
 
 // New builds the gin engine with every route of the bridge.

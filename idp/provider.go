@@ -37,6 +37,8 @@ type Identity struct {
 	Name    string
 	Email   string
 	Tenant  string // Entra 'tid', when present
+
+	PreferredUsername, ObjectID string // the 'preferred_username' and Entra 'oid' claims, when present
 }
 
 // Provider is the identity provider as the bridge uses it: authorization
@@ -341,6 +343,7 @@ func (p *Provider) identity(ctx context.Context, tok *oauth2.Token, nonce string
 		return Identity{}, fmt.Errorf("%w: no subject", ErrIDToken)
 	}
 	id := Identity{Subject: c.Subject, Name: c.Name, Email: c.Email, Tenant: c.TenantID}
+	id.PreferredUsername, id.ObjectID = c.PreferredUsername, c.ObjectID
 	if c.TenantID != "" && c.ObjectID != "" {
 		// Entra's 'sub' is per application; tid+oid names the person.
 		id.Subject = c.TenantID + ":" + c.ObjectID

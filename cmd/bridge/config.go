@@ -67,6 +67,9 @@ type Config struct {
 	MetricsListen string `yaml:"metrics_listen" validate:"omitempty,listen_addr"`
 	// PublicURL is the base of every rewritten link and redirect, without a trailing "/"; required.
 	PublicURL string `yaml:"public_url" validate:"required,abs_http_url,plain_url"`
+	// Admins are the e-mail addresses, user names, subject or object IDs of the users allowed on
+	// /admin, matched against the signed-in user's email, preferred_username, oid and sub; none by default.
+	Admins []string `yaml:"admins" validate:"dive,required"`
 	// TrustedProxies are the CIDRs or IPs whose X-Forwarded-* headers are believed; none by default.
 	TrustedProxies []string `yaml:"trusted_proxies" validate:"dive,cidr|ip"`
 	// ShutdownTimeout bounds how long in-flight requests may finish on shutdown; default 30s.

@@ -171,6 +171,11 @@ func TestBadConfigs(t *testing.T) {
 			want: `encryption_keys[1]: duplicate key ID "2026a"`,
 		},
 		{
+			name: "empty admin",
+			yaml: cfgBase + "admins: [\"ada@example.com\", \"\"]\n",
+			want: "admins[1]: is required",
+		},
+		{
 			name: "bad CIDR",
 			yaml: cfgBase + "trusted_proxies: [\"10.0.0.0/33\"]\n",
 			want: "trusted_proxies[0]: must be a CIDR or an IP address",

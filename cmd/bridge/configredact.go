@@ -15,6 +15,7 @@ func (c *Config) Redacted() *Config {
 	r := *c
 	r.TrustedProxies = slices.Clone(c.TrustedProxies)
 	r.IdP.Entra.AllowedTenants = slices.Clone(c.IdP.Entra.AllowedTenants)
+	r.Admins = slices.Clone(c.Admins)
 	r.Redis.Addrs = slices.Clone(c.Redis.Addrs)
 	r.IdP.Scopes = slices.Clone(c.IdP.Scopes)
 	r.Clients = slices.Clone(c.Clients)

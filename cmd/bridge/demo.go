@@ -82,6 +82,7 @@ func demoConfig(world *demo.World, public string) (*Config, error) {
 	cfg.IdP.Issuer = world.Issuer
 	cfg.IdP.ClientID = world.ClientID
 	cfg.IdP.ClientSecret = world.ClientSecret
+	cfg.Admins = world.Users[:1] // the demo provider's subject is the user name
 	cfg.Sources = []SourceConfig{
 		{Name: "smartobjects", Title: "K2 SmartObjects (OData v4)", Kind: "odata", URL: world.ODataV4URL, Auth: "user", HeaderTimeout: Duration(60 * time.Second)},
 		{Name: "smartobjects-v3", Title: "K2 SmartObjects (OData v3)", Kind: "odata", URL: world.ODataV3URL, Auth: "user", HeaderTimeout: Duration(60 * time.Second)},
@@ -101,6 +102,9 @@ func printDemo(w io.Writer, cfg *Config, world *demo.World, key string, keyErr e
 		fmt.Fprintf(w, "  Feed %-16s %s/odata/%s/\n", s.Name+":", p, s.Name)
 	}
 	fmt.Fprintf(w, "  Sources (JSON): %s/api/sources\n", p)
+	if len(cfg.Admins) > 0 {
+		fmt.Fprintf(w, "  Operators:      %s/admin   (sign in as %s)\n", p, strings.Join(cfg.Admins, " or "))
+	}
 	fmt.Fprintf(w, "  Health:         %s/healthz  %s/readyz\n", p, p)
 	fmt.Fprintf(w, "  Metrics:        http://%s/metrics   (a listener of its own, on loopback)\n", cfg.MetricsListen)
 	if keyErr != nil {

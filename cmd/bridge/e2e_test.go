@@ -372,6 +372,13 @@ func TestDemoCommandPrintsWhatWorks(t *testing.T) {
 			t.Errorf("GET %s = %d, want 200", path, got)
 		}
 	}
+	// The operators' page is wired and names its admin; without a sign-in it answers 401.
+	if !strings.Contains(text, base+"/admin   (sign in as alice)") {
+		t.Errorf("demo output names no operators' page:\n%s", text)
+	}
+	if got := status(t, base+"/admin"); got != http.StatusUnauthorized {
+		t.Errorf("GET /admin without a sign-in = %d, want 401", got)
+	}
 	if got := status(t, base+"/metrics"); got != http.StatusNotFound {
 		t.Errorf("GET /metrics on the public listener = %d, want 404", got)
 	}

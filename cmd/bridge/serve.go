@@ -121,6 +121,7 @@ type app struct {
 	handler   http.Handler
 	metrics   http.Handler // Prometheus, for the metrics listener only
 	store     *tokencache.Store
+	ledger    *tokencache.Ledger    // usage, refresh history and audit trail
 	redis     redis.UniversalClient // nil with the memory store
 	storeKind string
 }
@@ -128,6 +129,9 @@ type app struct {
 // close stops the store, then the Redis client it used: the store does not
 // own the client.
 func (a *app) close() {
+	if a.ledger != nil {
+		a.ledger.Close()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}
@@ -213,6 +217,7 @@ func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces)
 		return nil, fmt.Errorf("token cache: %w", err)
 	}
 	a.store = store
+	a.ledger = tokencache.NewLedger(tokencache.LedgerOptions{Redis: a.redis, Logger: log.With(slog.String("component", "ledger"))})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -243,6 +248,8 @@ func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces)
 		Entra:          tr.entra(entraOptions(cfg)),
 		MaxKeysPerUser: cfg.Keys.MaxPerUser,
 		TracerProvider: tr.provider(),
+		Admins:         cfg.Admins,
+		Ledger:         a.ledger,
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,605 @@
+package tokencache
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The ledger is the operators' record of the bridge: usage counters, refresh history and
+// the audit trail. Every replica writes to the same store, so the operators' page of any
+// replica shows the whole fleet.
+//
+// Usage counters are Redis hashes, one per time bucket, whose fields are
+// "metric|name". Names are source names, user subjects and feed-key IDs, never request
+// paths, so the number of fields is bounded by what is configured and who signs in:
+//
+//	{prefix}usage:h:{unix hour}  req|src bytes|src us|src e4|src e5|src t0|src … t10|src  (kept HourRetention)
+//	{prefix}usage:u:{unix day}   req|subject bytes|subject                             (kept DayRetention)
+//	{prefix}usage:k:{unix day}   req|key ID bytes|key ID                                (kept DayRetention)
+//	{prefix}usage:last           src → "status unix-ms" of the last answer
+//
+// Increments are summed in process and written every FlushInterval in one pipeline
+// (HINCRBY per field), so a small request costs a map update, not a round trip.
+
+// Retention of the usage buckets.
+const (
+	HourRetention = 8 * 24 * time.Hour  // hourly source buckets
+	DayRetention  = 90 * 24 * time.Hour // daily user and key buckets
+	// RefreshHistoryLen is how many finished refreshes are kept per source.
+	RefreshHistoryLen = 500
+	// AuditLen is about how many audit events are kept (Redis trims approximately).
+	AuditLen = 10000
+	// maxRuns bounds the refreshes followed at once on one replica.
+	maxRuns = 10000
+)
+
+// LatencyBounds are the upper bounds of the upstream-time histogram kept per source and
+// hour; the last bucket is everything above the last bound.
+var LatencyBounds = [...]time.Duration{
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+	5 * time.Second, 10 * time.Second,
+}
+
+// LedgerOptions configure a Ledger. Every field documents its zero value.
+type LedgerOptions struct {
+	Redis         redis.UniversalClient // nil: in memory (this process only, lost on restart)
+	Prefix        string                // of every Redis key; zero: "bridge:"
+	Now           func() time.Time      // zero: time.Now
+	Logger        *slog.Logger          // zero: discard
+	FlushInterval time.Duration         // how often counters and finished refreshes are written; zero: 1s; negative: only by Flush
+	RefreshGap    time.Duration         // a pause longer than this ends a refresh as abandoned; zero: 1m
+}
+
+// Ledger keeps usage counters, refresh history and the audit trail in memory or in
+// Redis. It is safe for concurrent use; several Ledgers (replicas) may share one Redis.
+type Ledger struct {
+	rdb      redis.UniversalClient
+	prefix   string
+	now      func() time.Time
+	log      *slog.Logger
+	interval time.Duration
+	gap      time.Duration
+
+	mu       sync.Mutex
+	pending  map[tally]*sums
+	last     map[string]lastSeen // per source, not yet written
+	runs     map[runKey]*run     // refreshes in progress on this replica
+	finished []RefreshRun        // ended refreshes, not yet written
+	mem      *memLedger          // nil with Redis
+
+	flushMu   sync.Mutex // one flush at a time
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// counter is one field of one bucket hash.
+type counter struct{ hash, field string }
+
+// tally is what Record keeps per bucket and name, keyed by strings it already has, so
+// counting a request is one map lookup per bucket and allocates nothing. Flush turns the
+// tallies into counters.
+type tally struct {
+	kind   byte  // 'h' per source and hour, 'u' per user and day, 'k' per key and day
+	bucket int64 // unix hour or day
+	name   string
+}
+
+// sums are one tally's counts; users and keys use requests and bytes only.
+type sums struct {
+	requests, bytes, us, e4, e5 int64
+	latency                     [len(LatencyBounds) + 1]int64
+}
+
+// lastSeen is the last answer of a source.
+type lastSeen struct {
+	status int
+	ms     int64
+}
+
+// latencyMetrics are the histogram fields' metric names, t0 to t10.
+var latencyMetrics = func() []string {
+	out := make([]string, len(LatencyBounds)+1)
+	for i := range out {
+		out[i] = "t" + strconv.Itoa(i)
+	}
+	return out
+}()
+
+// counters spreads a tally over the fields of its bucket's hash.
+func (l *Ledger) counters(t tally, n *sums, into map[counter]int64) {
+	hash := l.prefix + "usage:" + string(t.kind) + ":" + strconv.FormatInt(t.bucket, 10)
+	add := func(metric string, v int64) {
+		if v != 0 {
+			into[counter{hash, metric + "|" + t.name}] += v
+		}
+	}
+	add("req", n.requests)
+	add("bytes", n.bytes)
+	if t.kind != 'h' {
+		return
+	}
+	add("us", n.us)
+	add("e4", n.e4)
+	add("e5", n.e5)
+	for i, v := range n.latency {
+		add(latencyMetrics[i], v)
+	}
+}
+
+// sum returns the sums of t, created on first use; the caller holds mu.
+func (l *Ledger) sum(t tally) *sums {
+	n := l.pending[t]
+	if n == nil {
+		n = &sums{}
+		l.pending[t] = n
+	}
+	return n
+}
+
+// NewLedger builds a Ledger and starts its flusher, which Close stops.
+func NewLedger(opts LedgerOptions) *Ledger {
+	l := &Ledger{
+		rdb:      opts.Redis,
+		prefix:   opts.Prefix,
+		now:      opts.Now,
+		log:      opts.Logger,
+		interval: orDefault(opts.FlushInterval, time.Second),
+		gap:      orDefault(opts.RefreshGap, time.Minute),
+		pending:  map[tally]*sums{},
+		last:     map[string]lastSeen{},
+		runs:     map[runKey]*run{},
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if l.prefix == "" {
+		l.prefix = "bridge:"
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.rdb == nil {
+		l.mem = newMemLedger()
+	}
+	if l.interval < 0 {
+		close(l.done)
+		return l
+	}
+	go l.flusher()
+	return l
+}
+
+func (l *Ledger) flusher() {
+	defer close(l.done)
+	t := time.NewTicker(l.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := l.Flush(ctx); err != nil {
+				l.log.Warn("tokencache: writing usage failed; those counts are lost", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// Close stops the flusher and writes what is pending.
+func (l *Ledger) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		<-l.done
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return l.Flush(ctx)
+}
+
+// Use is one finished relayed request.
+type Use struct {
+	Source   string        // required
+	Subject  string        // the signed-in user; "": not counted per user
+	KeyID    string        // the feed key's ID; "": not a feed key
+	Status   int           // the answer's status
+	Bytes    int64         // response body bytes sent
+	Upstream time.Duration // time spent serving the request
+}
+
+func latencyBucket(d time.Duration) int {
+	for i, b := range LatencyBounds {
+		if d <= b {
+			return i
+		}
+	}
+	return len(LatencyBounds)
+}
+
+// Record counts u in the current hour and day. It never does I/O.
+func (l *Ledger) Record(u Use) {
+	now := l.now()
+	hour, day := now.Unix()/3600, now.Unix()/86400
+	us := u.Upstream.Microseconds()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	src := l.sum(tally{'h', hour, u.Source})
+	src.requests++
+	src.bytes += u.Bytes
+	src.us += us
+	src.latency[latencyBucket(u.Upstream)]++
+	switch {
+	case u.Status >= 500:
+		src.e5++
+	case u.Status >= 400:
+		src.e4++
+	}
+	if u.Subject != "" {
+		n := l.sum(tally{'u', day, u.Subject})
+		n.requests++
+		n.bytes += u.Bytes
+	}
+	if u.KeyID != "" {
+		n := l.sum(tally{'k', day, u.KeyID})
+		n.requests++
+		n.bytes += u.Bytes
+	}
+	l.last[u.Source] = lastSeen{u.Status, now.UnixMilli()}
+}
+
+// retention is how long the bucket named hash is kept.
+func (l *Ledger) retention(hash string) time.Duration {
+	if strings.HasPrefix(hash, l.prefix+"usage:h:") {
+		return HourRetention
+	}
+	return DayRetention
+}
+
+// Flush writes the pending counters and finished refreshes, and ends the refreshes that
+// paused longer than the gap.
+func (l *Ledger) Flush(ctx context.Context) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.Lock()
+	l.sweepRuns(l.now())
+	tallies, seen, finished := l.pending, l.last, l.finished
+	l.pending, l.last, l.finished = map[tally]*sums{}, map[string]lastSeen{}, nil
+	l.mu.Unlock()
+	pending := make(map[counter]int64, 4*len(tallies))
+	for t, n := range tallies {
+		l.counters(t, n, pending)
+	}
+	last := make(map[string]string, len(seen))
+	for src, v := range seen {
+		last[src] = strconv.Itoa(v.status) + " " + strconv.FormatInt(v.ms, 10)
+	}
+	if len(pending) == 0 && len(last) == 0 && len(finished) == 0 {
+		return nil
+	}
+	if l.mem != nil {
+		l.mem.apply(l.now(), pending, last, finished, l.retention)
+		return nil
+	}
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		hashes := map[string]bool{}
+		for c, n := range pending {
+			p.HIncrBy(ctx, c.hash, c.field, n)
+			hashes[c.hash] = true
+		}
+		for h := range hashes {
+			p.Expire(ctx, h, l.retention(h))
+		}
+		if len(last) > 0 {
+			vals := make([]any, 0, 2*len(last))
+			for src, v := range last {
+				vals = append(vals, src, v)
+			}
+			p.HSet(ctx, l.prefix+"usage:last", vals...)
+		}
+		for _, r := range finished {
+			raw, _ := json.Marshal(r)
+			k := l.historyKey(r.Source)
+			p.LPush(ctx, k, raw)
+			p.LTrim(ctx, k, 0, RefreshHistoryLen-1)
+		}
+		return nil
+	})
+	return unavailable(err)
+}
+
+// SourceHour is one source's usage in one clock hour.
+type SourceHour struct {
+	Source     string
+	Hour       time.Time // start of the hour, UTC
+	Requests   int64
+	Bytes      int64
+	UpstreamUS int64 // microseconds, summed over the requests
+	Errors4xx  int64
+	Errors5xx  int64
+	Latency    [len(LatencyBounds) + 1]int64 // requests per LatencyBounds bucket
+}
+
+// P95 is the upper bound of the LatencyBounds bucket that holds the 95th percentile of
+// upstream time, or -1 when it lies above the last bound; zero without requests.
+func P95(latency [len(LatencyBounds) + 1]int64) time.Duration {
+	var total int64
+	for _, n := range latency {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	want := (total*95 + 99) / 100
+	var seen int64
+	for i, n := range latency {
+		seen += n
+		if seen >= want {
+			if i < len(LatencyBounds) {
+				return LatencyBounds[i]
+			}
+			break
+		}
+	}
+	return -1
+}
+
+// PartyDay is one user's or feed key's usage in one UTC day.
+type PartyDay struct {
+	Day      time.Time // start of the day, UTC
+	ID       string    // the subject or the key ID
+	Requests int64
+	Bytes    int64
+}
+
+// LastStatus is the status of a source's last answer and when it was sent.
+type LastStatus struct {
+	Status int
+	At     time.Time
+}
+
+// hashes reads the named hashes; a missing one is empty.
+func (l *Ledger) hashes(ctx context.Context, names []string) ([]map[string]string, error) {
+	if l.mem != nil {
+		return l.mem.read(l.now(), names), nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(names))
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.HGetAll(ctx, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]map[string]string, len(names))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
+// Hours returns every source's hourly usage from the hour of since to now, oldest first.
+// Hours without requests are left out.
+func (l *Ledger) Hours(ctx context.Context, since time.Time) ([]SourceHour, error) {
+	first, last := since.Unix()/3600, l.now().Unix()/3600
+	var names []string
+	for h := first; h <= last; h++ {
+		names = append(names, l.prefix+"usage:h:"+strconv.FormatInt(h, 10))
+	}
+	maps, err := l.hashes(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	var out []SourceHour
+	for i, m := range maps {
+		by := map[string]*SourceHour{}
+		for f, v := range m {
+			metric, src, ok := strings.Cut(f, "|")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			sh := by[src]
+			if sh == nil {
+				sh = &SourceHour{Source: src, Hour: time.Unix((first+int64(i))*3600, 0).UTC()}
+				by[src] = sh
+			}
+			switch metric {
+			case "req":
+				sh.Requests = n
+			case "bytes":
+				sh.Bytes = n
+			case "us":
+				sh.UpstreamUS = n
+			case "e4":
+				sh.Errors4xx = n
+			case "e5":
+				sh.Errors5xx = n
+			default:
+				if b, err := strconv.Atoi(strings.TrimPrefix(metric, "t")); err == nil && strings.HasPrefix(metric, "t") && b >= 0 && b <= len(LatencyBounds) {
+					sh.Latency[b] = n
+				}
+			}
+		}
+		hour := make([]SourceHour, 0, len(by))
+		for _, sh := range by {
+			hour = append(hour, *sh)
+		}
+		sort.Slice(hour, func(a, b int) bool { return hour[a].Source < hour[b].Source })
+		out = append(out, hour...)
+	}
+	return out, nil
+}
+
+// Days returns the daily usage of users (keys false) or feed keys (keys true) from the
+// day of since to today, oldest first.
+func (l *Ledger) Days(ctx context.Context, since time.Time, keys bool) ([]PartyDay, error) {
+	kind := "usage:u:"
+	if keys {
+		kind = "usage:k:"
+	}
+	first, last := since.Unix()/86400, l.now().Unix()/86400
+	var names []string
+	for d := first; d <= last; d++ {
+		names = append(names, l.prefix+kind+strconv.FormatInt(d, 10))
+	}
+	maps, err := l.hashes(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	var out []PartyDay
+	for i, m := range maps {
+		by := map[string]*PartyDay{}
+		for f, v := range m {
+			metric, id, ok := strings.Cut(f, "|")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			pd := by[id]
+			if pd == nil {
+				pd = &PartyDay{ID: id, Day: time.Unix((first+int64(i))*86400, 0).UTC()}
+				by[id] = pd
+			}
+			switch metric {
+			case "req":
+				pd.Requests = n
+			case "bytes":
+				pd.Bytes = n
+			}
+		}
+		day := make([]PartyDay, 0, len(by))
+		for _, pd := range by {
+			day = append(day, *pd)
+		}
+		sort.Slice(day, func(a, b int) bool { return day[a].ID < day[b].ID })
+		out = append(out, day...)
+	}
+	return out, nil
+}
+
+// Last returns the last answer's status per source.
+func (l *Ledger) Last(ctx context.Context) (map[string]LastStatus, error) {
+	maps, err := l.hashes(ctx, []string{l.prefix + "usage:last"})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]LastStatus{}
+	for src, v := range maps[0] {
+		st, at, _ := strings.Cut(v, " ")
+		code, _ := strconv.Atoi(st)
+		ms, _ := strconv.ParseInt(at, 10, 64)
+		out[src] = LastStatus{Status: code, At: time.UnixMilli(ms).UTC()}
+	}
+	return out, nil
+}
+
+// Series counts the usage fields kept for the current hour and day: the cardinality a
+// flood of requests can add.
+func (l *Ledger) Series(ctx context.Context) (int, error) {
+	now := l.now()
+	names := []string{
+		l.prefix + "usage:h:" + strconv.FormatInt(now.Unix()/3600, 10),
+		l.prefix + "usage:u:" + strconv.FormatInt(now.Unix()/86400, 10),
+		l.prefix + "usage:k:" + strconv.FormatInt(now.Unix()/86400, 10),
+	}
+	maps, err := l.hashes(ctx, names)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, m := range maps {
+		n += len(m)
+	}
+	return n, nil
+}
+
+// memLedger is the in-memory form of the ledger's Redis keys, with the same retention.
+type memLedger struct {
+	mu      sync.Mutex
+	hashes  map[string]*memHash
+	history map[string][]RefreshRun // per source, newest first
+	audit   []Event                 // newest last; at most AuditLen
+	flags   map[string]time.Time    // First markers and their expiry
+}
+
+type memHash struct {
+	fields map[string]int64
+	raw    map[string]string // usage:last
+	exp    time.Time
+}
+
+func newMemLedger() *memLedger {
+	return &memLedger{hashes: map[string]*memHash{}, history: map[string][]RefreshRun{}, flags: map[string]time.Time{}}
+}
+
+func (m *memLedger) apply(now time.Time, pending map[counter]int64, last map[string]string, finished []RefreshRun, retention func(string) time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, h := range m.hashes {
+		if !h.exp.IsZero() && !now.Before(h.exp) {
+			delete(m.hashes, name)
+		}
+	}
+	for c, n := range pending {
+		h := m.hashes[c.hash]
+		if h == nil {
+			h = &memHash{fields: map[string]int64{}}
+			m.hashes[c.hash] = h
+		}
+		h.fields[c.field] += n
+		h.exp = now.Add(retention(c.hash))
+	}
+	for src, v := range last {
+		h := m.hashes["last"]
+		if h == nil {
+			h = &memHash{raw: map[string]string{}}
+			m.hashes["last"] = h
+		}
+		h.raw[src] = v
+	}
+	for _, r := range finished {
+		hist := append([]RefreshRun{r}, m.history[r.Source]...)
+		if len(hist) > RefreshHistoryLen {
+			hist = hist[:RefreshHistoryLen]
+		}
+		m.history[r.Source] = hist
+	}
+}
+
+func (m *memLedger) read(now time.Time, names []string) []map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]map[string]string, len(names))
+	for i, name := range names {
+		out[i] = map[string]string{}
+		if strings.HasSuffix(name, "usage:last") {
+			name = "last"
+		}
+		h := m.hashes[name]
+		if h == nil || (!h.exp.IsZero() && !now.Before(h.exp)) {
+			continue
+		}
+		for f, v := range h.fields {
+			out[i][f] = strconv.FormatInt(v, 10)
+		}
+		for f, v := range h.raw {
+			out[i][f] = v
+		}
+	}
+	return out
+}
