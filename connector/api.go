@@ -162,6 +162,7 @@ func (s *Server) deleteKey(c *gin.Context) {
 		writeODataError(c.Writer, "4.0", err)
 		return
 	}
+	s.forgetFeedKeys()
 	s.log.InfoContext(c.Request.Context(), "feed key revoked", slog.String("key_id", c.Param("id")))
 	c.Status(http.StatusNoContent)
 }

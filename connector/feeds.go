@@ -54,7 +54,7 @@ func (s *Server) feed(c *gin.Context) {
 	if who.user != "" && !s.allow(c, who.cred, who.user, version) {
 		return
 	}
-	src.Feed.ServeFeed(c.Writer, r, path, who.user, auth)
+	src.Feed.ServeFeed(c.Writer, r, path, who.cacheKey(), auth)
 	if known == "" {
 		s.rememberVersion(r.Context(), src)
 	}
