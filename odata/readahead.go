@@ -178,11 +178,12 @@ func (c *call) readAhead(e *kept, user string, auth Authorizer, h http.Header, d
 	}
 	in := (&http.Request{Method: http.MethodGet, URL: u, Header: hdr, Host: c.in.Host,
 		RemoteAddr: c.in.RemoteAddr, TLS: c.in.TLS, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
-	c.rl.log.Debug("read-ahead started", "source", st.src.Name, "page", linkHash(key), "depth", depth+1)
+	rl, next := c.rl, e.next // c goes back to its pool before the fetch ends
+	rl.log.Debug("read-ahead started", "source", st.src.Name, "page", linkHash(key), "depth", depth+1)
 	go func() {
 		defer acc.wg.Done()
 		defer cancel()
-		c.rl.fetchAhead(st, in, e.next, key, f, user, auth, depth+1)
+		rl.fetchAhead(st, in, next, key, f, user, auth, depth+1)
 	}()
 }
 
