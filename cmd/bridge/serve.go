@@ -113,11 +113,15 @@ type app struct {
 	store     *tokencache.Store
 	redis     redis.UniversalClient // nil with the memory store
 	storeKind string
+	relay     *odata.Relay // its read-ahead fetches end with close
 }
 
-// close stops the store, then the Redis client it used: the store does not
-// own the client.
+// close stops the relay's read-ahead, the store, then the Redis client it
+// used: the store does not own the client.
 func (a *app) close() {
+	if a.relay != nil {
+		a.relay.Close()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}
@@ -201,10 +205,11 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	sources, err := feedSources(cfg, provider, keys, reg, public, log)
+	sources, relay, err := feedSources(cfg, provider, keys, reg, public, log)
 	if err != nil {
 		return nil, err
 	}
+	a.relay = relay
 
 	clients := make([]connector.Client, 0, len(cfg.Clients))
 	for _, c := range cfg.Clients {
@@ -237,7 +242,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (a *app, err erro
 
 // feedSources builds every configured source in one pass: its feed (the
 // relay's source, or a REST service) and the connector's view of it.
-func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger) ([]connector.Source, error) {
+func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger) ([]connector.Source, *odata.Relay, error) {
 	var relaySources []odata.Source
 	for _, sc := range cfg.Sources {
 		if sc.Kind == "odata" {
@@ -252,17 +257,27 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 				// K2 trims $metadata per user and builds it slowly; the
 				// cache is keyed by session, so users never share one.
 				CacheMetadata: 5 * time.Minute,
+				RepeatTTL:     time.Duration(sc.RepeatTTL),
+				ReadAhead:     sc.ReadAhead,
 			})
 		}
+	}
+	budget, err := parseSize(cfg.Relay.MemoryBudget)
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("relay.memory_budget: %w", err)}
+	}
+	if budget == 0 {
+		budget = -1 // "0" keeps nothing
 	}
 	relay, err := odata.NewRelay(relaySources, odata.Options{
 		APIKeyParam:  cfg.Keys.APIKeyParam,
 		Registerer:   reg,
 		Logger:       log.With(slog.String("component", "relay")),
 		ErrorHandler: feedError,
+		MemoryBudget: budget,
 	})
 	if err != nil {
-		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
 	}
 	skipSecret := derive(keys, "odata-bridge rest skiptoken")
 
@@ -290,7 +305,7 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 		case "rest":
 			sets, err := restEntitySets(sc)
 			if err != nil {
-				return nil, &exitError{code: 2, err: err}
+				return nil, nil, &exitError{code: 2, err: err}
 			}
 			svc, err := rest.New(rest.Source{
 				Name:       sc.Name,
@@ -309,13 +324,13 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 				},
 			})
 			if err != nil {
-				return nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
+				return nil, nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
 			}
 			src.Feed = svc
 		}
 		out = append(out, src)
 	}
-	return out, nil
+	return out, relay, nil
 }
 
 // sourceAudience is the audience of an auth: user source's own provider
