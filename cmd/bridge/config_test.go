@@ -18,12 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/odata-bridge/bridge/odata"
-
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/odata/rest"
 	"github.com/odata-bridge/bridge/tokencache"
 )
