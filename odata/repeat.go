@@ -166,16 +166,18 @@ func (a *accel) expire(e *kept) {
 	}
 }
 
-// claim marks a read-ahead page as used by its caller; with keep false (no repeats),
-// the page is dropped from the cache now that it has reached the client.
-func (a *accel) claim(e *kept, keep bool) bool {
+// claim marks a read-ahead page as used by its caller and drops it: a refresh reads
+// each page once, so keeping every page for RepeatTTL would fill the budget with pages
+// nobody asks for again, while only $metadata, the service document and the first page
+// are repeated (and those are the client's own requests, kept as usual).
+func (a *accel) claim(e *kept) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !e.ahead {
 		return false
 	}
 	e.ahead = false
-	if !keep && a.kept[e.key] == e {
+	if a.kept[e.key] == e {
 		a.removeLocked(e)
 	}
 	return true
@@ -299,7 +301,7 @@ func (c *call) accelerate(user string) bool {
 // usedAhead counts a read-ahead page reaching its client, once, and reports whether e
 // was one.
 func (c *call) usedAhead(e *kept) bool {
-	if !c.rl.acc.claim(e, c.st.src.RepeatTTL > 0) {
+	if !c.rl.acc.claim(e) {
 		return false
 	}
 	c.rl.metrics.ahead(c.st.src.Name, true)
