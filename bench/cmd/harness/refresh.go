@@ -23,13 +23,19 @@ import (
 // The refresh scenario ("harness refresh") replays what Power Query's OData.Feed sends
 // during one Power BI refresh of one table, against a synthetic upstream that takes a
 // fixed time per response, and compares direct access with the bridge, its accelerator
-// off (repeat_ttl 0, read_ahead 0) and on. The request pattern is the one observed from
-// Power BI Desktop and the gateway: navigation and schema discovery read $metadata and
-// the service document twice, the first page of the table is read twice (once to infer
-// the schema, once to load), then the pages follow one after another by their next
-// links, each only after the client has processed the one before. Microsoft documents
-// that OData.Feed follows next links itself ("Handling paging", Power Query SDK docs);
-// the repetitions are observed behaviour, not documented.
+// off (repeat_ttl 0, read_ahead 0) and on.
+//
+// Where the request pattern comes from:
+//   - Paging: OData.Feed follows the service's next links (@odata.nextLink) one page
+//     after another, as Microsoft's Power Query SDK tutorial "TripPin Part 5 - Paging"
+//     describes (learn.microsoft.com/power-query/samples/trippin/5-paging/readme).
+//   - Repeats: Microsoft's Power BI guidance "Referencing Power Query queries"
+//     (learn.microsoft.com/power-bi/guidance/power-query-referenced-queries) says that
+//     Power Query "may retrieve the data from the data source more than once" in one
+//     execution. Which requests repeat is observed behaviour of Power BI Desktop, not
+//     documented: navigation and schema discovery read $metadata and the service document
+//     twice, and the first page of the table is read twice (to infer the schema, then to
+//     load) before the serial paging.
 
 // refreshConfig is the refresh scenario's command line.
 type refreshConfig struct {
