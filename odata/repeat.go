@@ -386,7 +386,12 @@ func (c *call) settleFlight(ok bool) {
 		acc.settle(c.key, f, nil, 0)
 		return
 	}
-	e := &kept{key: c.key, header: c.keepHeader, body: c.keep.buf, ahead: f.ahead}
+	body := c.keep.buf
+	if cap(body) > len(body)+len(body)/8 {
+		// append doubled the buffer: what stays should hold what the budget counts.
+		body = slices.Clip(slices.Clone(body))
+	}
+	e := &kept{key: c.key, header: c.keepHeader, body: body, ahead: f.ahead}
 	e.next = c.nextLink(e.body)
 	ttl := c.st.src.RepeatTTL
 	if f.ahead && ttl <= 0 {
