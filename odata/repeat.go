@@ -334,7 +334,9 @@ func (c *call) serveKept(e *kept) {
 
 // keepBuffer passes writes on and keeps a copy for a flight, within maxKept and the
 // relay's budget; past either it keeps nothing and releases its bytes, and the flight's
-// waiters go upstream themselves.
+// waiters go upstream themselves. While it fills, the budget counts its capacity, which
+// it grows itself (from the response's length when known), so the memory a page takes
+// is the memory the budget counts.
 type keepBuffer struct {
 	next io.Writer
 	c    *call
@@ -342,11 +344,36 @@ type keepBuffer struct {
 	over bool
 }
 
+// newKeepBuffer starts a copy of a body of length n (-1: unknown).
+func newKeepBuffer(c *call, next io.Writer, n int64) *keepBuffer {
+	b := &keepBuffer{next: next, c: c}
+	if n > 0 && n <= maxKept {
+		// A rewritten body may grow a little: public bases are often longer.
+		b.grow(int(min(n+n/8+4<<10, maxKept)))
+	}
+	return b
+}
+
+// grow makes room for capacity n, within the budget; it reports whether it did.
+func (b *keepBuffer) grow(n int) bool {
+	if !b.c.rl.acc.reserve(int64(n - cap(b.buf))) {
+		return false
+	}
+	nb := make([]byte, len(b.buf), n)
+	copy(nb, b.buf)
+	b.buf = nb
+	return true
+}
+
 func (b *keepBuffer) Write(p []byte) (int, error) {
 	if !b.over {
-		if len(b.buf)+len(p) > maxKept || !b.c.rl.acc.reserve(int64(len(p))) {
+		need := len(b.buf) + len(p)
+		switch {
+		case need > maxKept:
 			b.drop()
-		} else {
+		case need > cap(b.buf) && !b.grow(min(max(need, 2*cap(b.buf), 32<<10), maxKept)):
+			b.drop()
+		default:
 			b.buf = append(b.buf, p...)
 		}
 	}
@@ -362,9 +389,21 @@ func (b *keepBuffer) drop() {
 		return
 	}
 	b.over = true
-	b.c.rl.acc.unreserve(int64(len(b.buf)))
+	b.c.rl.acc.unreserve(int64(cap(b.buf)))
 	b.buf = nil
 	b.c.settleFlight(false)
+}
+
+// body returns the kept bytes, which the budget then counts by their length: a buffer
+// with much room to spare is copied to one that fits.
+func (b *keepBuffer) body() []byte {
+	body := b.buf
+	if spare := cap(body) - len(body); spare > len(body)/8+4<<10 {
+		body = slices.Clone(body)
+	}
+	b.c.rl.acc.unreserve(int64(cap(b.buf) - len(body)))
+	b.buf = nil
+	return body
 }
 
 // settleFlight ends the call's flight: with ok, the kept copy of the response is shared
@@ -380,24 +419,19 @@ func (c *call) settleFlight(ok bool) {
 	acc := c.rl.acc
 	if !ok || c.keep == nil || c.keep.over || c.status != http.StatusOK {
 		if c.keep != nil && !c.keep.over {
-			acc.unreserve(int64(len(c.keep.buf)))
+			acc.unreserve(int64(cap(c.keep.buf)))
 			c.keep.buf = nil
 		}
 		acc.settle(c.key, f, nil, 0)
 		return
 	}
-	body := c.keep.buf
-	if cap(body) > len(body)+len(body)/8 {
-		// append doubled the buffer: what stays should hold what the budget counts.
-		body = slices.Clip(slices.Clone(body))
-	}
+	body := c.keep.body()
 	e := &kept{key: c.key, header: c.keepHeader, body: body, ahead: f.ahead}
 	e.next = c.nextLink(e.body)
 	ttl := c.st.src.RepeatTTL
 	if f.ahead && ttl <= 0 {
 		ttl = defaultAheadTTL
 	}
-	c.keep.buf = nil
 	if !acc.settle(c.key, f, e, ttl) {
 		acc.unreserve(int64(len(e.body)))
 		if e.ahead {

@@ -100,7 +100,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 			if c.ahead {
 				next = nil // no client: only the kept copy matters
 			}
-			c.keep = &keepBuffer{next: next, c: c}
+			c.keep = newKeepBuffer(c, next, res.ContentLength)
 			c.keepHeader = h.Clone()
 			c.keepHeader.Del("Content-Encoding")
 			sink = c.keep
