@@ -161,7 +161,7 @@ func (c *call) readAhead(e *kept, user string, auth Authorizer, h http.Header, d
 		return
 	}
 	ctx, cancel := context.WithTimeout(acc.ctx, st.timeout)
-	f := &flight{done: make(chan struct{}), ahead: true, cancel: cancel}
+	f := &flight{key: key, user: user, done: make(chan struct{}), ahead: true, cancel: cancel}
 	acc.flights[key] = f
 	acc.wg.Add(1)
 	acc.mu.Unlock()
@@ -183,13 +183,13 @@ func (c *call) readAhead(e *kept, user string, auth Authorizer, h http.Header, d
 	go func() {
 		defer acc.wg.Done()
 		defer cancel()
-		rl.fetchAhead(st, in, next, key, f, user, auth, depth+1)
+		rl.fetchAhead(st, in, next, f, auth, depth+1)
 	}()
 }
 
 // fetchAhead relays a read-ahead request into the flight f, through the relay's own
 // pipeline (the same header policy and rewriting as a client's), to no client.
-func (rl *Relay) fetchAhead(st *sourceState, in *http.Request, link *pageLink, key repeatKey, f *flight, user string, auth Authorizer, depth int) {
+func (rl *Relay) fetchAhead(st *sourceState, in *http.Request, link *pageLink, f *flight, auth Authorizer, depth int) {
 	rec := &pageRecorder{h: http.Header{}}
 	last := link.path[strings.LastIndexByte(link.path, '/')+1:]
 	if u, err := url.PathUnescape(last); err == nil {
@@ -197,7 +197,7 @@ func (rl *Relay) fetchAhead(st *sourceState, in *http.Request, link *pageLink, k
 	}
 	c := calls.Get().(*call)
 	*c = call{rl: rl, st: st, w: rec, in: in, path: link.path, last: last, auth: auth, replayable: true,
-		flight: f, key: key, user: user, depth: depth, ahead: true}
+		flight: f, depth: depth, ahead: true}
 	c.out.w = rec
 	c.upRawPath = st.targetPath + c.path
 	c.upPath = c.upRawPath
@@ -207,7 +207,7 @@ func (rl *Relay) fetchAhead(st *sourceState, in *http.Request, link *pageLink, k
 	c.upQuery = link.query
 	err := c.relay()
 	if c.flight != nil {
-		rl.log.Debug("read-ahead failed", "source", st.src.Name, "page", linkHash(key), "status", c.status)
+		rl.log.Debug("read-ahead failed", "source", st.src.Name, "page", linkHash(f.key), "status", c.status)
 		c.settleFlight(false)
 	}
 	if err == nil {

@@ -355,14 +355,12 @@ type call struct {
 	cacheKey  string
 	out       countWriter
 
-	// The accelerator's state of a call that leads a flight (see repeat.go).
-	flight     *flight     // nil: the response is not shared
-	key        repeatKey   // the flight's key
-	user       string      // the caller's key, for the pages read ahead
-	keep       *keepBuffer // the kept copy of the body
-	keepHeader http.Header // the headers kept with it
-	depth      int         // pages ahead of the client; 0 for a client's own request
-	ahead      bool        // a read-ahead fetch: no client
+	// The accelerator's state of a call that leads a flight (see repeat.go); small,
+	// since every call carries it.
+	flight *flight     // nil: the response is not shared
+	keep   *keepBuffer // the kept copy of the body
+	depth  int         // pages ahead of the client; 0 for a client's own request
+	ahead  bool        // a read-ahead fetch: no client
 }
 
 var calls = sync.Pool{New: func() any { return new(call) }}

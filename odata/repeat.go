@@ -53,6 +53,8 @@ type kept struct {
 
 // flight is a request in flight whose response identical requests wait for.
 type flight struct {
+	key     repeatKey
+	user    string // the caller, for the pages read ahead
 	done    chan struct{}
 	res     *kept // set before done closes; nil: nothing to share
 	ahead   bool  // a read-ahead fetch, not a client's request
@@ -112,7 +114,7 @@ func (a *accel) full() bool { return a.budget <= 0 || a.held.Load() >= a.budget 
 
 // lookup finds what answers key: a kept response, or a flight to wait for. With
 // neither, and lead set, it registers a flight for the caller to lead.
-func (a *accel) lookup(key repeatKey, lead bool) (*kept, *flight, bool) {
+func (a *accel) lookup(key repeatKey, user string, lead bool) (*kept, *flight, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if e, ok := a.kept[key]; ok {
@@ -124,7 +126,7 @@ func (a *accel) lookup(key repeatKey, lead bool) (*kept, *flight, bool) {
 	if !lead || a.closed || a.full() {
 		return nil, nil, false
 	}
-	f := &flight{done: make(chan struct{})}
+	f := &flight{key: key, user: user, done: make(chan struct{})}
 	a.flights[key] = f
 	return nil, f, true
 }
@@ -260,9 +262,9 @@ func (c *call) accelerate(user string) bool {
 	st := c.st
 	key := newRepeatKey(user, st, c.path, c.upQuery, c.in.Header)
 	for range 2 {
-		e, f, lead := c.rl.acc.lookup(key, true)
+		e, f, lead := c.rl.acc.lookup(key, user, true)
 		if lead {
-			c.flight, c.key, c.user = f, key, user
+			c.flight = f
 			return false
 		}
 		if f != nil {
@@ -338,10 +340,11 @@ func (c *call) serveKept(e *kept) {
 // it grows itself (from the response's length when known), so the memory a page takes
 // is the memory the budget counts.
 type keepBuffer struct {
-	next io.Writer
-	c    *call
-	buf  []byte
-	over bool
+	header http.Header // the response's headers, without Content-Encoding
+	next   io.Writer
+	c      *call
+	buf    []byte
+	over   bool
 }
 
 // newKeepBuffer starts a copy of a body of length n (-1: unknown).
@@ -422,17 +425,17 @@ func (c *call) settleFlight(ok bool) {
 			acc.unreserve(int64(cap(c.keep.buf)))
 			c.keep.buf = nil
 		}
-		acc.settle(c.key, f, nil, 0)
+		acc.settle(f.key, f, nil, 0)
 		return
 	}
 	body := c.keep.body()
-	e := &kept{key: c.key, header: c.keepHeader, body: body, ahead: f.ahead}
+	e := &kept{key: f.key, header: c.keep.header, body: body, ahead: f.ahead}
 	e.next = c.nextLink(e.body)
 	ttl := c.st.src.RepeatTTL
 	if f.ahead && ttl <= 0 {
 		ttl = defaultAheadTTL
 	}
-	if !acc.settle(c.key, f, e, ttl) {
+	if !acc.settle(f.key, f, e, ttl) {
 		acc.unreserve(int64(len(e.body)))
 		if e.ahead {
 			// Nobody will claim it: forgotten, closed, or no time to keep it.
@@ -442,5 +445,5 @@ func (c *call) settleFlight(ok bool) {
 	}
 	// A client's page starts the run-ahead; a page read ahead continues it, up to
 	// ReadAhead pages ahead of the client.
-	c.readAhead(e, c.user, c.auth, c.in.Header, c.depth)
+	c.readAhead(e, f.user, c.auth, c.in.Header, c.depth)
 }

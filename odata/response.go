@@ -101,8 +101,8 @@ func (c *call) modifyResponse(res *http.Response) error {
 				next = nil // no client: only the kept copy matters
 			}
 			c.keep = newKeepBuffer(c, next, res.ContentLength)
-			c.keepHeader = h.Clone()
-			c.keepHeader.Del("Content-Encoding")
+			c.keep.header = h.Clone()
+			c.keep.header.Del("Content-Encoding")
 			sink = c.keep
 		} else {
 			c.settleFlight(false) // only 200 responses are shared
