@@ -179,3 +179,56 @@ func TestRevocationDropsKeptResponses(t *testing.T) {
 		t.Errorf("session 2 lost its entry: %s (hits %d → %d)", again, hits, f.hits.Load())
 	}
 }
+
+func TestReadAheadCarriesTheCallersUpstreamToken(t *testing.T) {
+	type hit struct{ page, auth string }
+	hits := make(chan hit, 16)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page := r.URL.Query().Get("page")
+		hits <- hit{page, r.Header.Get("Authorization")}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header()["OData-Version"] = []string{"4.0"}
+		next := ""
+		if page == "0" {
+			next = fmt.Sprintf(`,"@odata.nextLink":"http://%s/svc/Items?page=1"`, r.Host)
+		}
+		fmt.Fprintf(w, `{"page":%q,"value":[]%s}`, page, next)
+	}))
+	t.Cleanup(up.Close)
+	b := newBridge(t, func(*idp.Provider) []Source { return nil }, func(o *Options) {
+		relay, err := odata.NewRelay([]odata.Source{{
+			Name: "k2", URL: up.URL + "/svc/", PublicBase: o.PublicURL + "/odata/k2/", ReadAhead: 1,
+		}}, odata.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(relay.Close)
+		feed, _ := relay.Feed("k2")
+		o.Sources = []Source{{Name: "k2", Kind: "odata", Auth: AuthUser, Feed: feed}}
+	})
+	access, _ := b.signIn(t)
+	_, key := (&accelFixture{bridge: b}).createKey(t, access)
+	resp, body := b.get(t, "/odata/k2/Items?page=0", basicKey(key))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "/odata/k2/Items?page=1") {
+		t.Fatalf("page 0: %d %s", resp.StatusCode, body)
+	}
+	first := <-hits
+	var ahead hit
+	select {
+	case ahead = <-hits:
+	case <-time.After(5 * time.Second):
+		t.Fatal("page 1 was not read ahead")
+	}
+	if ahead.page != "1" || ahead.auth != first.auth || !strings.HasPrefix(ahead.auth, "Bearer ") {
+		t.Errorf("read ahead %+v after %+v, want page 1 with the caller's own upstream token", ahead, first)
+	}
+	resp, body = b.get(t, "/odata/k2/Items?page=1", basicKey(key))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"page":"1"`) {
+		t.Errorf("page 1: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case h := <-hits:
+		t.Errorf("page 1 went upstream again: %+v", h)
+	default:
+	}
+}
