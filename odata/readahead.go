@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -183,6 +184,14 @@ func (c *call) readAhead(e *kept, user string, auth Authorizer, h http.Header, d
 	go func() {
 		defer acc.wg.Done()
 		defer cancel()
+		defer func() {
+			// A fetch no client waits for must not take the process down; its flight
+			// ends empty and a waiting client goes upstream itself.
+			if p := recover(); p != nil {
+				rl.log.Error("read-ahead fetch panicked", "source", st.src.Name, "panic", fmt.Sprint(p))
+			}
+			acc.settle(f.key, f, nil, 0)
+		}()
 		rl.fetchAhead(st, in, next, f, auth, depth+1)
 	}()
 }

@@ -423,9 +423,15 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 		}
 		st.m.cache(false)
 	}
-	if c.cacheKey == "" && c.accelerated(user) && c.accelerate(user) {
-		c.release()
-		return
+	if c.cacheKey == "" && c.accelerated(user) {
+		if c.accelerate(user) {
+			c.release()
+			return
+		}
+		if f := c.flight; f != nil {
+			// Whatever ends the call, a panic too, its waiters must not wait on.
+			defer rl.acc.settle(f.key, f, nil, 0)
+		}
 	}
 	c.replayable = true
 	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
