@@ -687,3 +687,38 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func FuzzFindNext(f *testing.F) {
+	for _, s := range []string{
+		`{"value":[],"@odata.nextLink":"https:\/\/h\/s\/Items?$skiptoken=1"}`,
+		`{"d":{"results":[],"__next":"outer"}}`,
+		`<feed><link rel="next" href="Items?a=1&amp;b=2"/></feed>`,
+		`{"odata.nextLink":"\u0041"`, `<link rel='next' href='`, `"@odata.nextLink"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		link, ok := findNext(b)
+		if !ok && link != "" {
+			t.Errorf("findNext = %q, false", link)
+		}
+	})
+}
+
+func FuzzCanonical(f *testing.F) {
+	for _, s := range []string{"$skiptoken='a'", "%24skiptoken=%27a%27", "a=%2f%26", "a=b c", "Items('a%2Fb')", "%", "%zz", "%e2%82%ac"} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, s string, path bool) {
+		c := canonical(s, path)
+		if again := canonical(c, path); again != c {
+			t.Errorf("canonical(%q) = %q, and again %q: not stable", s, c, again)
+		}
+		for i := 0; i < len(c); i++ {
+			if c[i] != '%' && !rawOK(c[i], path) {
+				t.Errorf("canonical(%q) = %q holds raw byte %q", s, c, c[i])
+			}
+		}
+	})
+}
