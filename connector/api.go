@@ -163,6 +163,7 @@ func (s *Server) deleteKey(c *gin.Context) {
 		writeODataError(c.Writer, odata.Version4, err)
 		return
 	}
+	s.forgetFeedKeys()
 	s.log.InfoContext(c.Request.Context(), "feed key revoked", slog.String("key_id", c.Param("id")))
 	s.auditSession(c.Request.Context(), tokencache.AuditKeyRevoked, c.GetString(sessionKey), c.Param("id"), "")
 	c.Status(http.StatusNoContent)

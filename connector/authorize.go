@@ -2,6 +2,8 @@ package connector
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -36,6 +38,58 @@ var errBasicRequired = fault.Sentinel(fault.Unauthorized, "Unauthorized", "Send 
 type caller struct {
 	cred credential // what the caller presented to the bridge; zero for basic-passthrough
 	user string     // the session ID, or "entra:…" for an organizational account; "" for basic-passthrough
+}
+
+// cacheKey is the caller as the feeds key what they keep per caller (the relay's
+// repeats, pages read ahead and $metadata, the REST service's rows): the session, or
+// for a feed key the session and a hash of the key, so that revoking one key or one
+// session drops exactly its own entries and no raw key sits in a map. "" keeps nothing.
+func (c caller) cacheKey() string {
+	if c.user == "" {
+		return ""
+	}
+	if c.cred.kind == "key" {
+		h := sha256.Sum256([]byte(c.cred.value))
+		return c.user + keyCallerSep + hex.EncodeToString(h[:16])
+	}
+	return c.user
+}
+
+// keyCallerSep joins a session and a feed key's hash in a cacheKey.
+const keyCallerSep = "/key:"
+
+// forgetter is a Feed that keeps responses per caller (by the user of ServeFeed), and
+// drops them when the caller is revoked.
+type forgetter interface {
+	Forget(match func(user string) bool)
+}
+
+var _ forgetter = (*odata.Feed)(nil)
+
+// forget drops what every feed keeps for the callers match accepts. The requests of a
+// revoked caller fail authorization before any feed is asked; this frees the memory.
+func (s *Server) forget(match func(user string) bool) {
+	for _, src := range s.sources {
+		if f, ok := src.Feed.(forgetter); ok {
+			f.Forget(match)
+		}
+	}
+}
+
+// forgetSession drops what feeds keep for a session and for its feed keys.
+func (s *Server) forgetSession(sid string) {
+	if sid == "" {
+		return
+	}
+	s.forget(func(user string) bool { return user == sid || strings.HasPrefix(user, sid+keyCallerSep) })
+}
+
+// forgetFeedKeys drops what feeds keep for callers with a feed key. A key is revoked by
+// its ID, which names no cache entry (they are keyed by the key's hash), so the
+// entries of every feed key on this replica go: they cost one more upstream request
+// each, never an answer to the wrong caller.
+func (s *Server) forgetFeedKeys() {
+	s.forget(func(user string) bool { return strings.Contains(user, keyCallerSep) })
 }
 
 // authorizeUpstream is the one authorization decision of every route that calls an

@@ -527,6 +527,7 @@ func (s *Server) redeemCode(c *gin.Context, f url.Values) (tokencache.Tokens, er
 			if err := s.opts.Store.EndSession(ctx, g.SessionID); err != nil {
 				s.log.ErrorContext(ctx, "revoke after code reuse", slog.Any("error", err))
 			}
+			s.forgetSession(g.SessionID)
 			s.log.WarnContext(ctx, "authorization code reused; session revoked", slog.String("session", shortID(g.SessionID)))
 		}
 		return tokencache.Tokens{}, invalidGrant("the code was already used")
@@ -599,10 +600,14 @@ func (s *Server) revoke(c *gin.Context) {
 		return
 	}
 	s.auditToken(ctx, tokencache.AuditSessionRevoked, tok, false)
+	// The session an access token names, to drop what feeds keep for it; a
+	// refresh token's entries expire within the sources' repeat_ttl.
+	sid, _ := s.opts.Store.Authenticate(ctx, tok)
 	if err := s.opts.Store.Revoke(ctx, tok); err != nil {
 		s.log.ErrorContext(ctx, "revoke", slog.Any("error", err))
 		s.writeTokenError(c, err)
 		return
 	}
+	s.forgetSession(sid)
 	c.Status(http.StatusOK)
 }

@@ -68,8 +68,9 @@ var _ IdentityProvider = (*idp.Provider)(nil)
 // odata, a REST service for kind rest.
 type Feed interface {
 	// ServeFeed answers r; path is the escaped remainder after
-	// /odata/{source}/, user an opaque per-user cache key, auth the
-	// upstream credentials (nil: none).
+	// /odata/{source}/, user an opaque per-caller cache key (the session,
+	// or a session's feed key; "" caches nothing), auth the upstream
+	// credentials (nil: none).
 	ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer)
 	// Version is the source's OData version, "" while it is unknown.
 	Version() string

@@ -24,7 +24,11 @@
 //     out), but never the body, which may stream for as long as it takes;
 //   - aborts the response (http.ErrAbortHandler) when the upstream fails after the
 //     first byte, so a client never mistakes a truncated feed for a complete one, and
-//     stops reading the upstream when the client goes away.
+//     stops reading the upstream when the client goes away;
+//   - with a source's RepeatTTL or ReadAhead, answers a caller's identical GETs from one
+//     upstream request (joined in flight, kept for RepeatTTL after) and fetches the next
+//     page of a caller's feed while the client reads the current one (repeat.go,
+//     readahead.go), per caller and within Options.MemoryBudget.
 //
 // Errors before the first byte go to Options.ErrorHandler as wrapped sentinels of this
 // package (or the Authorizer's own errors); connector maps them to status codes.

@@ -217,6 +217,7 @@ func (b *inboundBody) Close() error {
 // fail turns a failure before the response started into a sentinel and hands it to the
 // ErrorHandler.
 func (c *call) fail(err error) {
+	c.settleFlight(false)
 	if c.in.Context().Err() != nil {
 		return // the client is gone; nobody reads an error
 	}

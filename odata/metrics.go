@@ -19,6 +19,7 @@ type metrics struct {
 	retries   *prometheus.CounterVec
 	aborts    *prometheus.CounterVec
 	cacheOps  *prometheus.CounterVec
+	accelMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,6 +47,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "bridge_odata_metadata_cache_total", Help: "$metadata cache lookups per source and result (hit, miss).",
 		}, []string{"source", "result"}),
 	}
+	m.repeats = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_relay_repeats_total", Help: "Requests answered from a response kept for the same caller (repeat_ttl).",
+	}, []string{"source"})
+	m.joined = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_relay_joined_total", Help: "Requests that joined the same caller's identical request in flight.",
+	}, []string{"source"})
+	m.aheadPages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bridge_relay_read_ahead_pages_total", Help: "Pages read ahead, by result: used (a client asked for it) or wasted (dropped unclaimed).",
+	}, []string{"source", "result"})
+	m.heldBytes = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "bridge_relay_held_bytes", Help: "Bytes of kept responses and pages read ahead, within relay.memory_budget.",
+	})
 	var err error
 	m.requests = register(reg, m.requests, &err)
 	m.upstreams = register(reg, m.upstreams, &err)
@@ -54,6 +67,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.retries = register(reg, m.retries, &err)
 	m.aborts = register(reg, m.aborts, &err)
 	m.cacheOps = register(reg, m.cacheOps, &err)
+	m.repeats = register(reg, m.repeats, &err)
+	m.joined = register(reg, m.joined, &err)
+	m.aheadPages = register(reg, m.aheadPages, &err)
+	m.heldBytes = register(reg, m.heldBytes, &err)
 	return m, err
 }
 
@@ -162,5 +179,44 @@ func (m *sourceMetrics) cache(hit bool) {
 		m.cacheHit.Inc()
 	default:
 		m.cacheMiss.Inc()
+	}
+}
+
+// accelMetrics are the series of the repeats and the read-ahead (repeat.go).
+type accelMetrics struct {
+	repeats    *prometheus.CounterVec
+	joined     *prometheus.CounterVec
+	aheadPages *prometheus.CounterVec
+	heldBytes  prometheus.Gauge
+}
+
+// held adds n (negative: releases) to the bytes held.
+func (m *metrics) held(n int64) {
+	if m != nil {
+		m.heldBytes.Add(float64(n))
+	}
+}
+
+// ahead counts a page read ahead for source as used or wasted.
+func (m *metrics) ahead(source string, used bool) {
+	if m == nil {
+		return
+	}
+	result := "wasted"
+	if used {
+		result = "used"
+	}
+	m.aheadPages.WithLabelValues(source, result).Inc()
+}
+
+func (m *sourceMetrics) repeat() {
+	if m != nil {
+		m.vecs.repeats.WithLabelValues(m.source).Inc()
+	}
+}
+
+func (m *sourceMetrics) joined() {
+	if m != nil {
+		m.vecs.joined.WithLabelValues(m.source).Inc()
 	}
 }

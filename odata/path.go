@@ -100,20 +100,6 @@ func lenientUnescape(s string) string {
 	return b.String()
 }
 
-func ishex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
-}
-
 // dotSegment reports whether seg is one or more dots, alone or before ';' or whitespace:
 // what some upstream may take for "." or "..".
 func dotSegment(seg string) bool {

@@ -14,6 +14,8 @@ type Preset struct {
 	ListOnly bool
 	// Version is the OData version the API speaks.
 	Version string
+	// ReadAhead is how many pages ahead of a caller the relay reads K2's pages.
+	ReadAhead int
 }
 
 // Names of the built-in presets of kind odata.
@@ -26,8 +28,8 @@ const (
 // record limit (1,000 by default) and page with next links; v3 publishes
 // only each SmartObject's List method.
 var presets = map[string]Preset{
-	PresetK2SmartObjectsV4: {Path: "/api/odatav4/v4/", Resource: "https://api.k2.com", Version: Version4},
-	PresetK2SmartObjectsV3: {Path: "/api/odata/v3/", Resource: "https://api.k2.com", ListOnly: true, Version: Version3},
+	PresetK2SmartObjectsV4: {Path: "/api/odatav4/v4/", Resource: "https://api.k2.com", Version: Version4, ReadAhead: 1},
+	PresetK2SmartObjectsV3: {Path: "/api/odata/v3/", Resource: "https://api.k2.com", ListOnly: true, Version: Version3, ReadAhead: 1},
 }
 
 // Presets lists the names LookupPreset accepts.

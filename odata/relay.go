@@ -31,6 +31,12 @@ type Source struct {
 	HeaderTimeout time.Duration // zero: 60s
 	Version       string        // "2.0" | "3.0" | "4.0" | "" (learned from responses; default error shape v4)
 	CacheMetadata time.Duration // zero: no $metadata cache; cache keys include the user
+	// RepeatTTL keeps a caller's 200 responses to GET (up to 8 MiB each) to answer the
+	// caller's identical requests, and joins identical requests in flight. Zero: off.
+	RepeatTTL time.Duration
+	// ReadAhead is how many pages ahead of the client the relay fetches a caller's next
+	// pages. Zero: off.
+	ReadAhead int
 }
 
 // Authorizer sets the upstream credentials on an outgoing request. renew is true on the
@@ -68,6 +74,9 @@ type Options struct {
 	// own) once, for example in a tracing client span per request; the relay's own
 	// transports still time the headers. Nil: none.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// MemoryBudget bounds the bytes of all responses kept for repeats and pages read
+	// ahead, together. Zero: 256 MiB; negative: nothing is kept or read ahead.
+	MemoryBudget int64
 }
 
 // Relay streams OData requests to configured upstream sources and rewrites their links
@@ -79,6 +88,7 @@ type Relay struct {
 	onError func(w http.ResponseWriter, r *http.Request, version string, err error)
 	xfwd    bool
 	metrics *metrics
+	acc     *accel // repeats and read-ahead, shared by every source
 }
 
 type sourceState struct {
@@ -158,6 +168,7 @@ func NewRelay(sources []Source, opts Options) (*Relay, error) {
 		}
 		rl.metrics = m
 	}
+	rl.acc = newAccel(opts.MemoryBudget, rl.log, rl.metrics)
 	// Sources with the same header timeout share one transport, and so its idle
 	// connections.
 	owned := map[time.Duration]http.RoundTripper{}
@@ -212,8 +223,11 @@ func newSourceState(s Source) (*sourceState, error) {
 		check("alias", a)
 	}
 	check("public base", s.PublicBase)
-	if s.HeaderTimeout < 0 || s.CacheMetadata < 0 {
+	if s.HeaderTimeout < 0 || s.CacheMetadata < 0 || s.RepeatTTL < 0 {
 		bad("durations must not be negative")
+	}
+	if s.ReadAhead < 0 {
+		bad("read-ahead must not be negative")
 	}
 	switch s.Version {
 	case "", "2.0", "3.0", "4.0":
@@ -297,6 +311,19 @@ func (f *Feed) ServeFeed(w http.ResponseWriter, r *http.Request, path, user stri
 	f.rl.serve(w, r, f.st, path, user, auth)
 }
 
+// Forget drops at once every response kept for, and every page read ahead for, the
+// callers of f's source that match accepts (by the user passed to ServeFeed), and keeps
+// their requests in flight from keeping anything: the connector calls it when it revokes
+// a session or a feed key.
+func (f *Feed) Forget(match func(user string) bool) { f.rl.acc.forget(f.st.src.Name, match) }
+
+// Forget is Feed.Forget for every source of the relay.
+func (rl *Relay) Forget(match func(user string) bool) { rl.acc.forget("", match) }
+
+// Close stops the relay's read-ahead fetches, waits for them, and drops every kept
+// response. Requests relayed afterwards stream as if repeats and read-ahead were off.
+func (rl *Relay) Close() { rl.acc.close() }
+
 // Version is the source's OData version: the configured one, else the one
 // learned from its responses, else "" while it is unknown.
 func (f *Feed) Version() string { return f.st.version() }
@@ -339,6 +366,13 @@ type call struct {
 	teeHeader http.Header // the upstream's headers, after the policy, for the cache
 	cacheKey  string
 	out       countWriter
+
+	// The accelerator's state of a call that leads a flight (see repeat.go); small,
+	// since every call carries it.
+	flight *flight     // nil: the response is not shared
+	keep   *keepBuffer // the kept copy of the body
+	depth  int         // pages ahead of the client; 0 for a client's own request
+	ahead  bool        // a read-ahead fetch: no client
 }
 
 var calls = sync.Pool{New: func() any { return new(call) }}
@@ -347,8 +381,9 @@ var calls = sync.Pool{New: func() any { return new(call) }}
 const maxReplayBody = 1 << 20
 
 // Serve relays r to the source named source; path is the escaped remainder after
-// "/odata/{source}/" (may be empty); user is an opaque per-user key for the metadata
-// cache ("" disables caching for this call).
+// "/odata/{source}/" (may be empty); user is an opaque key of the caller for the
+// metadata cache, the repeats and the pages read ahead, which are never shared between
+// two users ("" disables all of them for this call).
 func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, user string, auth Authorizer) {
 	Isolate(w.Header()) // on errors too: an upstream's body is never a page of the bridge's
 	st, ok := rl.sources[source]
@@ -401,6 +436,16 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 		}
 		st.m.cache(false)
 	}
+	if c.cacheKey == "" && c.accelerated(user) {
+		if c.accelerate(user) {
+			c.release()
+			return
+		}
+		if f := c.flight; f != nil {
+			// Whatever ends the call, a panic too, its waiters must not wait on.
+			defer rl.acc.settle(f.key, f, nil, 0)
+		}
+	}
 	c.replayable = true
 	if r.Method == http.MethodPost && r.Body != nil && r.Body != http.NoBody {
 		// GET and HEAD have no body to relay (RFC 9110 §9.3.1); $batch has one.
@@ -422,7 +467,9 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 	delete(w.Header(), "Odata-Version")
 	delete(w.Header(), "OData-Version")
 
-	if err := c.relay(); err != nil {
+	err := c.relay()
+	c.settleFlight(false) // a flight the call led and did not share ends empty
+	if err != nil {
 		// The stream broke after the response started: the client must not mistake what
 		// it got for a whole response. Outside a server (a test's ResponseRecorder) there
 		// is nothing to abort.

@@ -56,7 +56,8 @@ func (c *call) modifyResponse(res *http.Response) error {
 	privateCache(h)
 
 	if !c.rewritable(h) {
-		return nil // Content-Length and every byte kept
+		c.settleFlight(false) // only OData documents are shared
+		return nil            // Content-Length and every byte kept
 	}
 	h.Del("Content-Length")
 	h.Del("Content-Md5")
@@ -93,6 +94,20 @@ func (c *call) modifyResponse(res *http.Response) error {
 		c.teeHeader = h.Clone()
 		c.teeHeader.Del("Content-Encoding")
 		sink = c.tee
+	}
+	if c.flight != nil {
+		if res.StatusCode == http.StatusOK {
+			next := sink
+			if c.ahead {
+				next = nil // no client: only the kept copy matters
+			}
+			c.keep = newKeepBuffer(c, next, res.ContentLength)
+			c.keep.header = h.Clone()
+			c.keep.header.Del("Content-Encoding")
+			sink = c.keep
+		} else {
+			c.settleFlight(false) // only 200 responses are shared
+		}
 	}
 	c.rewriter = c.st.getRewriter(sink)
 	c.body = c.rewriter
@@ -394,6 +409,9 @@ func (c *call) finish() error {
 	if c.tee != nil && err == nil && !c.tee.over && c.status == http.StatusOK {
 		c.st.cache.put(c.cacheKey, &metaEntry{header: c.teeHeader, body: c.tee.buf})
 	}
+	if c.flight != nil {
+		c.settleFlight(err == nil)
+	}
 	c.st.m.sent(c.out.n)
 	return err
 }
@@ -401,8 +419,11 @@ func (c *call) finish() error {
 // abandon releases what an aborted call holds, without writing anything more; err is
 // why the stream broke.
 func (c *call) abandon(err error) {
+	c.settleFlight(false)
 	var cw errClientWrite
-	if c.in.Context().Err() != nil || errors.As(err, &cw) {
+	if c.ahead {
+		c.rl.log.Debug("read-ahead stream aborted", "source", c.st.src.Name, "bytes", c.out.n, "error", err)
+	} else if c.in.Context().Err() != nil || errors.As(err, &cw) {
 		c.rl.log.Debug("relay stream aborted: client gone", "source", c.st.src.Name, "bytes", c.out.n, "error", err)
 	} else {
 		c.rl.log.Warn("relay stream aborted after the first byte", "source", c.st.src.Name, "status", c.status, "bytes", c.out.n, "error", err)
@@ -412,6 +433,9 @@ func (c *call) abandon(err error) {
 		c.gz = nil
 	}
 	c.releaseRewriter()
+	if c.ahead {
+		return // no client saw a byte of it
+	}
 	c.st.m.sent(c.out.n)
 	c.st.m.abort()
 }

@@ -90,6 +90,8 @@ type Config struct {
 	Session SessionConfig `yaml:"session"`
 	// Keys configures feed keys.
 	Keys KeysConfig `yaml:"keys"`
+	// Relay tunes the OData relay of this replica.
+	Relay RelayConfig `yaml:"relay"`
 	// RateLimit bounds the request rate per key.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 }
@@ -181,6 +183,13 @@ type SourceConfig struct {
 	// ODataVersion is the OData version the upstream speaks, "2.0", "3.0" or "4.0"; empty (the default)
 	// means learn it from the upstream's responses and keep it in the token store. Presets and kind rest set it.
 	ODataVersion string `yaml:"odata_version" validate:"omitempty,oneof=2.0 3.0 4.0"`
+	// RepeatTTL keeps each caller's 200 responses to GET (up to 8 MiB each) to answer the
+	// caller's identical requests, and joins identical requests in flight; kind odata only.
+	// 0 turns it off; default 30s.
+	RepeatTTL Duration `yaml:"repeat_ttl" validate:"min=0"`
+	// ReadAhead is how many next pages the bridge fetches ahead of each caller; kind odata
+	// only. 0 turns it off; default 1, as the K2 presets set it.
+	ReadAhead int `yaml:"read_ahead" validate:"min=0,max=8"`
 	// Preset names built-in settings: for kind rest a mapping of package odata/rest such as k2-workflow,
 	// for kind odata k2-smartobjects-v4 or k2-smartobjects-v3; empty by default.
 	Preset string `yaml:"preset"`
@@ -193,7 +202,8 @@ type SourceConfig struct {
 
 // setDefaults resets s to a source with its documented defaults, before the file or the environment fill it in.
 func (s *SourceConfig) setDefaults() {
-	*s = SourceConfig{Kind: "odata", Auth: "user", HeaderTimeout: Duration(60 * time.Second)}
+	*s = SourceConfig{Kind: "odata", Auth: "user", HeaderTimeout: Duration(60 * time.Second),
+		RepeatTTL: Duration(30 * time.Second), ReadAhead: 1}
 }
 
 // UnmarshalYAML fills a source from YAML on top of the source defaults.
@@ -221,6 +231,14 @@ type KeysConfig struct {
 	// MaxPerUser is how many feed keys one user may hold; POST /api/keys beyond it answers 409.
 	// 0 turns the limit off; default 100.
 	MaxPerUser int `yaml:"max_per_user" validate:"min=0"`
+}
+
+// RelayConfig tunes the OData relay of one replica.
+type RelayConfig struct {
+	// MemoryBudget bounds the responses kept for repeats and the pages read ahead, all
+	// together, per replica: a size such as "256MiB" (B, KiB, MiB or GiB); "0" keeps
+	// nothing; default 256MiB.
+	MemoryBudget string `yaml:"memory_budget" validate:"size"`
 }
 
 // RateLimitConfig bounds the request rate.
@@ -251,6 +269,7 @@ func defaultConfig() *Config {
 			HotCacheTTL: Duration(5 * time.Second),
 		},
 		Keys:      KeysConfig{APIKeyParam: "api_key", MaxPerUser: 100},
+		Relay:     RelayConfig{MemoryBudget: "256MiB"},
 		RateLimit: RateLimitConfig{PerKeyPerMinute: 600},
 	}
 }

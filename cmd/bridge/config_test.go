@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // cfgKey is a well-formed encryption key: ID "2026a", 32 bytes of 0x01.
@@ -295,5 +298,99 @@ func TestRedactedJWKSURL(t *testing.T) {
 	cfg := &Config{IdP: IdPConfig{JWKSURL: "https://svc:jwks-secret@login.example.com/keys"}}
 	if got, want := cfg.Redacted().IdP.JWKSURL, "https://svc:REDACTED@login.example.com/keys"; got != want {
 		t.Errorf("redacted jwks_url = %q, want %q", got, want)
+	}
+}
+
+func TestAcceleratorConfig(t *testing.T) {
+	bad := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{
+			name: "memory budget without a unit",
+			yaml: cfgBase + cfgOneSource + "relay: {memory_budget: \"256\"}\n",
+			want: "relay.memory_budget: " + msgSize,
+		},
+		{
+			name: "memory budget in decimal units",
+			env:  map[string]string{"BRIDGE_RELAY_MEMORY_BUDGET": "256MB"},
+			yaml: cfgBase + cfgOneSource,
+			want: "relay.memory_budget: " + msgSize,
+		},
+		{
+			name: "negative repeat_ttl and read_ahead",
+			yaml: cfgBase + `
+sources:
+  - {name: "k2", url: "https://k2.example.com/", repeat_ttl: "-1s", read_ahead: -1}
+`,
+			want: "sources[0].repeat_ttl: must be 0 or more\nsources[0].read_ahead: must be 0 or more",
+		},
+		{
+			name: "read_ahead too far",
+			yaml: cfgBase + `
+sources:
+  - {name: "k2", url: "https://k2.example.com/", read_ahead: 9}
+`,
+			want: "sources[0].read_ahead: must be 8 or less",
+		},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := cfgLoadValidate(t, tt.yaml, tt.env)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error:\n got: %v\nwant: %s", err, tt.want)
+			}
+		})
+	}
+
+	// 0 turns each off; the K2 presets keep the default read-ahead of one page.
+	cfg, err := cfgLoadValidate(t, cfgBase+`
+relay: {memory_budget: "1GiB"}
+sources:
+  - {name: "off", url: "https://k2.example.com/", repeat_ttl: "0", read_ahead: 0}
+  - {name: "k2", url: "https://k2.example.com/api/odatav4/v4/", preset: "k2-smartobjects-v4"}
+`, map[string]string{"BRIDGE_SOURCES_0_REPEAT_TTL": "0s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Sources[0]; s.RepeatTTL != 0 || s.ReadAhead != 0 {
+		t.Errorf("off: repeat_ttl %v, read_ahead %d; want 0 and 0", s.RepeatTTL, s.ReadAhead)
+	}
+	if s := cfg.Sources[1]; s.RepeatTTL != Duration(30*time.Second) || s.ReadAhead != 1 {
+		t.Errorf("k2: repeat_ttl %v, read_ahead %d; want 30s and 1", s.RepeatTTL, s.ReadAhead)
+	}
+	if p, _ := odata.LookupPreset(cfg.Sources[1].Preset); p.ReadAhead != cfg.Sources[1].ReadAhead {
+		t.Errorf("preset read-ahead %d, config %d", p.ReadAhead, cfg.Sources[1].ReadAhead)
+	}
+	if n, err := parseSize(cfg.Relay.MemoryBudget); n != 1<<30 || err != nil {
+		t.Errorf("memory_budget = %d, %v; want 1 GiB", n, err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"512B", 512, true},
+		{"64KiB", 64 << 10, true},
+		{"256MiB", 256 << 20, true},
+		{"2 GiB", 2 << 30, true},
+		{"", 0, false},
+		{"256", 0, false},
+		{"256MB", 0, false},
+		{"-1MiB", 0, false},
+		{"1.5GiB", 0, false},
+		{"99999999999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
 	}
 }

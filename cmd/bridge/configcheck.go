@@ -271,6 +271,7 @@ var configValidator = sync.OnceValue(func() *validator.Validate {
 		"scope":          str(isScopeToken),
 		"source_name":    str(sourceNamePattern.MatchString),
 		"param_name":     str(paramNamePattern.MatchString),
+		"size":           str(func(s string) bool { _, err := parseSize(s); return err == nil }),
 	} {
 		if err := v.RegisterValidation(tag, fn); err != nil {
 			panic(err) // a programming error in the tag table above
@@ -306,6 +307,10 @@ func validationMessage(fe validator.FieldError) string {
 		return "must match [a-z0-9-]+"
 	case "param_name":
 		return "must contain only letters, digits, '.', '_' and '-'"
+	case "size":
+		return msgSize
+	case "max":
+		return fmt.Sprintf("must be %s or less", fe.Param())
 	case "cidr|ip":
 		return "must be a CIDR or an IP address"
 	case "host_port":
@@ -438,4 +443,38 @@ func (s SourceConfig) resource(idpResource string) string {
 		preset = p.Resource
 	}
 	return cmp.Or(s.Resource, preset, idpResource)
+}
+
+// msgSize words a value that is not a size; tests pin it.
+const msgSize = `must be a size such as "256MiB": a whole number and B, KiB, MiB or GiB ("0" alone keeps nothing)`
+
+// parseSize reads a size such as "256MiB": a whole number and one of the units B, KiB,
+// MiB and GiB (powers of 1024), or "0" alone.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	i := 0
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	var unit int64
+	switch strings.TrimSpace(s[i:]) {
+	case "B":
+		unit = 1
+	case "KiB":
+		unit = 1 << 10
+	case "MiB":
+		unit = 1 << 20
+	case "GiB":
+		unit = 1 << 30
+	default:
+		return 0, errors.New(msgSize)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil || n > (1<<62)/unit {
+		return 0, errors.New(msgSize)
+	}
+	return n * unit, nil
 }

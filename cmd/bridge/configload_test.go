@@ -103,6 +103,7 @@ func TestDefaults(t *testing.T) {
 		Clients:   []ClientConfig{{ID: "powerbi", RedirectURIs: []string{"https://oauth.powerbi.com/views/oauthredirect.html"}}},
 		Session:   SessionConfig{AccessTTL: Duration(time.Hour), RefreshTTL: Duration(2160 * time.Hour), HotCacheTTL: Duration(5 * time.Second)},
 		Keys:      KeysConfig{APIKeyParam: "api_key", MaxPerUser: 100},
+		Relay:     RelayConfig{MemoryBudget: "256MiB"},
 		RateLimit: RateLimitConfig{PerKeyPerMinute: 600},
 	}
 	if diff := cmp.Diff(want, cfg); diff != "" {
@@ -116,7 +117,8 @@ func TestDefaults(t *testing.T) {
 	if diff := cmp.Diff(want.Clients, cfg.Clients); diff != "" {
 		t.Errorf("clients: [] (-want +got):\n%s", diff)
 	}
-	wantSource := SourceConfig{Name: "k2", Kind: "odata", URL: "https://k2.example.com/", Auth: "user", HeaderTimeout: Duration(60 * time.Second)}
+	wantSource := SourceConfig{Name: "k2", Kind: "odata", URL: "https://k2.example.com/", Auth: "user", HeaderTimeout: Duration(60 * time.Second),
+		RepeatTTL: Duration(30 * time.Second), ReadAhead: 1}
 	if diff := cmp.Diff([]SourceConfig{wantSource}, cfg.Sources); diff != "" {
 		t.Errorf("source defaults (-want +got):\n%s", diff)
 	}
@@ -288,7 +290,8 @@ func TestEnvOverrides(t *testing.T) {
 		{"sources[0].batch", cfg.Sources[0].Batch, true},
 		{"sources[0].url (file)", cfg.Sources[0].URL, "https://k2.example.com/api/odata/v3/"},
 		{"sources", len(cfg.Sources), 2},
-		{"sources[1]", cfg.Sources[1], SourceConfig{Name: "crm", Kind: "odata", URL: "https://crm.example.com/odata/", Auth: "none", HeaderTimeout: Duration(time.Minute)}},
+		{"sources[1]", cfg.Sources[1], SourceConfig{Name: "crm", Kind: "odata", URL: "https://crm.example.com/odata/", Auth: "none", HeaderTimeout: Duration(time.Minute),
+			RepeatTTL: Duration(30 * time.Second), ReadAhead: 1}},
 		{"clients[0].id", cfg.Clients[0].ID, "powerbi"},
 		{"clients[0].redirect_uris", cfg.Clients[0].RedirectURIs, []string{"https://oauth.powerbi.com/views/oauthredirect.html", "https://excel.example.com/cb"}},
 	}

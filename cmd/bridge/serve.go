@@ -124,13 +124,17 @@ type app struct {
 	ledger    *tokencache.Ledger    // usage, refresh history and audit trail
 	redis     redis.UniversalClient // nil with the memory store
 	storeKind string
+	relay     *odata.Relay // its read-ahead fetches end with close
 }
 
-// close stops the store, then the Redis client it used: the store does not
-// own the client.
+// close stops the relay's read-ahead, the store, then the Redis client it
+// used: the store does not own the client.
 func (a *app) close() {
 	if a.ledger != nil {
 		a.ledger.Close()
+	}
+	if a.relay != nil {
+		a.relay.Close()
 	}
 	if a.store != nil {
 		a.store.Close()
@@ -222,10 +226,11 @@ func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	sources, err := feedSources(cfg, provider, keys, reg, public, log, tr)
+	sources, relay, err := feedSources(cfg, provider, keys, reg, public, log, tr)
 	if err != nil {
 		return nil, err
 	}
+	a.relay = relay
 
 	clients := make([]connector.Client, 0, len(cfg.Clients))
 	for _, c := range cfg.Clients {
@@ -261,7 +266,7 @@ func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces)
 
 // feedSources builds every configured source in one pass: its feed (the
 // relay's source, or a REST service) and the connector's view of it.
-func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger, tr *traces) ([]connector.Source, error) {
+func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger, tr *traces) ([]connector.Source, *odata.Relay, error) {
 	var relaySources []odata.Source
 	for _, sc := range cfg.Sources {
 		if sc.Kind == "odata" {
@@ -276,19 +281,28 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 				// K2 trims $metadata per user and builds it slowly; the
 				// cache is keyed by session, so users never share one.
 				CacheMetadata: 5 * time.Minute,
+				RepeatTTL:     time.Duration(sc.RepeatTTL),
+				ReadAhead:     sc.ReadAhead,
 			})
 		}
 	}
+	budget, err := parseSize(cfg.Relay.MemoryBudget)
+	if err != nil {
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("relay.memory_budget: %w", err)}
+	}
+	if budget == 0 {
+		budget = -1 // "0" keeps nothing
+	}
 	relay, err := odata.NewRelay(relaySources, odata.Options{
-		APIKeyParam:  cfg.Keys.APIKeyParam,
-		Registerer:   reg,
-		Logger:       log.With(slog.String("component", "relay")),
-		ErrorHandler: feedError,
-
+		APIKeyParam:   cfg.Keys.APIKeyParam,
+		Registerer:    reg,
+		Logger:        log.With(slog.String("component", "relay")),
+		ErrorHandler:  feedError,
+		MemoryBudget:  budget,
 		WrapTransport: tr.wrapTransport(), // a client span per upstream call; nil when tracing is off
 	})
 	if err != nil {
-		return nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
+		return nil, nil, &exitError{code: 2, err: fmt.Errorf("sources: %w", err)}
 	}
 	skipSecret := derive(keys, "odata-bridge rest skiptoken")
 
@@ -316,7 +330,7 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 		case "rest":
 			sets, err := restEntitySets(sc)
 			if err != nil {
-				return nil, &exitError{code: 2, err: err}
+				return nil, nil, &exitError{code: 2, err: err}
 			}
 			svc, err := rest.New(rest.Source{
 				Name:       sc.Name,
@@ -335,13 +349,13 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 				},
 			})
 			if err != nil {
-				return nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
+				return nil, nil, &exitError{code: 2, err: fmt.Errorf("sources: %s: %w", sc.Name, err)}
 			}
 			src.Feed = svc
 		}
 		out = append(out, src)
 	}
-	return out, nil
+	return out, relay, nil
 }
 
 // sourceAudience is the audience of an auth: user source's own provider
