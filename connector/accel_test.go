@@ -37,7 +37,7 @@ func newAccelFixture(t *testing.T) *accelFixture {
 	}))
 	t.Cleanup(up.Close)
 	f.bridge = newBridge(t, func(*idp.Provider) []Source { return nil }, func(o *Options) {
-		relay, err := odata.NewRelay([]odata.Source{{
+		relay, err := odata.NewRelay([]odata.Upstream{{
 			Name: "k2", URL: up.URL + "/svc/", PublicBase: o.PublicURL + "/odata/k2/", RepeatTTL: time.Hour,
 		}}, odata.Options{Registerer: f.reg})
 		if err != nil {
@@ -196,7 +196,7 @@ func TestReadAheadCarriesTheCallersUpstreamToken(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	b := newBridge(t, func(*idp.Provider) []Source { return nil }, func(o *Options) {
-		relay, err := odata.NewRelay([]odata.Source{{
+		relay, err := odata.NewRelay([]odata.Upstream{{
 			Name: "k2", URL: up.URL + "/svc/", PublicBase: o.PublicURL + "/odata/k2/", ReadAhead: 1,
 		}}, odata.Options{})
 		if err != nil {

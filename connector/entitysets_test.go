@@ -111,9 +111,9 @@ var serviceShapes = []string{"v4", "v3", "v2", "atom", "deny", "big", "html"}
 // serviceDocuments, relayed by the real relay with the caller's own token.
 func newEntitySetBridge(t *testing.T, up *serviceDocuments) *bridge {
 	return newBridge(t, func(*idp.Provider) []Source { return nil }, func(o *Options) {
-		var rs []odata.Source
+		var rs []odata.Upstream
 		for _, name := range serviceShapes {
-			rs = append(rs, odata.Source{Name: name, URL: up.srv.URL + "/" + name + "/", PublicBase: o.PublicURL + "/odata/" + name + "/"})
+			rs = append(rs, odata.Upstream{Name: name, URL: up.srv.URL + "/" + name + "/", PublicBase: o.PublicURL + "/odata/" + name + "/"})
 		}
 		relay, err := odata.NewRelay(rs, odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, version string, err error) { WriteError(w, version, err) }})
 		if err != nil {

@@ -410,7 +410,7 @@ func TestOrgAccountThroughRelay(t *testing.T) {
 	defer up.Close()
 
 	b := newEntraBridge(t, nil)
-	relay, err := odata.NewRelay([]odata.Source{{Name: "k2", URL: up.URL + "/api/odatav4/v4/", PublicBase: b.url + "/odata/k2/"}},
+	relay, err := odata.NewRelay([]odata.Upstream{{Name: "k2", URL: up.URL + "/api/odatav4/v4/", PublicBase: b.url + "/odata/k2/"}},
 		odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ string, err error) { WriteError(w, "4.0", err) }})
 	if err != nil {
 		t.Fatal(err)

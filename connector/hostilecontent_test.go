@@ -67,7 +67,7 @@ func TestUpstreamScriptCannotActOnTheBridge(t *testing.T) {
 		io.WriteString(w, doc.body)
 	}))
 	t.Cleanup(up.Close)
-	rl, err := odata.NewRelay([]odata.Source{{Name: "hostile", URL: up.URL + "/svc/", PublicBase: "http://bridge.invalid/odata/hostile/"}}, odata.Options{})
+	rl, err := odata.NewRelay([]odata.Upstream{{Name: "hostile", URL: up.URL + "/svc/", PublicBase: "http://bridge.invalid/odata/hostile/"}}, odata.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

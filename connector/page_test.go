@@ -79,7 +79,7 @@ func TestSignInPageWalk(t *testing.T) {
 	exe := chromium(t)
 	up := newServiceDocuments(t)
 	b := newBridge(t, nil, func(o *Options) {
-		relay, err := odata.NewRelay([]odata.Source{{Name: "v4", URL: up.srv.URL + "/v4/", PublicBase: o.PublicURL + "/odata/v4/"}},
+		relay, err := odata.NewRelay([]odata.Upstream{{Name: "v4", URL: up.srv.URL + "/v4/", PublicBase: o.PublicURL + "/odata/v4/"}},
 			odata.Options{ErrorHandler: func(w http.ResponseWriter, _ *http.Request, version string, err error) { WriteError(w, version, err) }})
 		if err != nil {
 			t.Fatal(err)

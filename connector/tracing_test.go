@@ -66,7 +66,7 @@ func tracedUpstream(t *testing.T) (*httptest.Server, *seenUpstream) {
 // relaySource is the source "test" of a real relay in front of up.
 func relaySource(t *testing.T, o *Options, up string, wrap func(http.RoundTripper) http.RoundTripper) {
 	t.Helper()
-	rl, err := odata.NewRelay([]odata.Source{{Name: "test", URL: up + "/svc/", PublicBase: o.PublicURL + "/odata/test/", Version: "4.0"}},
+	rl, err := odata.NewRelay([]odata.Upstream{{Name: "test", URL: up + "/svc/", PublicBase: o.PublicURL + "/odata/test/", Version: "4.0"}},
 		odata.Options{WrapTransport: wrap})
 	if err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ func TestLearnedVersionIsShared(t *testing.T) {
 	// replica builds a bridge with a fresh relay on the shared store, as a
 	// second replica or a restart does.
 	replica := func(b *bridge) *httptest.Server {
-		relay, err := odata.NewRelay([]odata.Source{{Name: "v3", URL: up.URL + "/svc/", PublicBase: b.url + "/odata/v3/"}}, odata.Options{})
+		relay, err := odata.NewRelay([]odata.Upstream{{Name: "v3", URL: up.URL + "/svc/", PublicBase: b.url + "/odata/v3/"}}, odata.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

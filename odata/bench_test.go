@@ -147,7 +147,7 @@ func benchEndToEnd(b *testing.B, full bool) {
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }})
 	defer proxy.Close()
-	rl, err := NewRelay([]Source{{Name: "s", URL: up.URL + "/svc/", PublicBase: "https://bridge.example.com/odata/s/"}}, Options{})
+	rl, err := NewRelay([]Upstream{{Name: "s", URL: up.URL + "/svc/", PublicBase: "https://bridge.example.com/odata/s/"}}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func BenchmarkRelaySmall(b *testing.B) {
 	target, _ := url.Parse(up.URL)
 	proxy := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }})
 	defer proxy.Close()
-	rl, err := NewRelay([]Source{{Name: "s", URL: up.URL + "/svc/", PublicBase: "https://bridge.example.com/odata/s/"}}, Options{Registerer: prometheus.NewRegistry()})
+	rl, err := NewRelay([]Upstream{{Name: "s", URL: up.URL + "/svc/", PublicBase: "https://bridge.example.com/odata/s/"}}, Options{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func BenchmarkRelayServe(b *testing.B) {
 			name = "transport=own"
 		}
 		b.Run(name, func(b *testing.B) {
-			rl, err := NewRelay([]Source{{Name: "s", URL: base, PublicBase: "https://bridge.example.com/odata/s/"}},
+			rl, err := NewRelay([]Upstream{{Name: "s", URL: base, PublicBase: "https://bridge.example.com/odata/s/"}},
 				Options{Transport: cannedTransport{body}, Registerer: prometheus.NewRegistry()})
 			if err != nil {
 				b.Fatal(err)

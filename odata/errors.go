@@ -27,5 +27,5 @@ var (
 	ErrUpstreamUnauthorized = fault.Sentinel(fault.Unauthorized, "UpstreamUnauthorized", "The upstream service refused the credentials.")
 )
 
-// ErrConfig means a Source given to NewRelay is invalid; the message names the source and the field.
+// ErrConfig means an Upstream given to NewRelay is invalid; the message names the source and the field.
 var ErrConfig = errors.New("invalid source")

@@ -29,7 +29,7 @@ func ExampleRelay_Serve() {
 	}))
 	defer up.Close()
 
-	rl, err := odata.NewRelay([]odata.Source{{
+	rl, err := odata.NewRelay([]odata.Upstream{{
 		Name:       "k2",
 		URL:        up.URL + "/api/odata/v4/",
 		PublicBase: "https://bridge.example.com/odata/k2/",

@@ -127,7 +127,7 @@ func TestFixtures(t *testing.T) {
 				publics = append(publics, publicBase)
 			}
 			served = replaceBases(raw, gc.bases, upBases)
-			b := newBridge(t, Source{URL: u.base(), Aliases: upBases[1:]}, Options{}, nil)
+			b := newBridge(t, Upstream{URL: u.base(), Aliases: upBases[1:]}, Options{}, nil)
 			res, got, err := b.do(t, "GET", "/odata/s/Feed", nil, nil)
 			if err != nil || res.StatusCode != 200 {
 				t.Fatalf("GET: %v %v", err, res)

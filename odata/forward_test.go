@@ -67,7 +67,7 @@ func TestRelayDropsHopByHopResponseHeaders(t *testing.T) {
 					"Transfer-Encoding: chunked\r\n\r\n"+
 					fmt.Sprintf("%x\r\n%s\r\n0\r\nX-Checksum: abc\r\n\r\n", len(body), body))
 			})
-			b := newBridge(t, Source{URL: base}, Options{}, nil)
+			b := newBridge(t, Upstream{URL: base}, Options{}, nil)
 			res, body, err := b.do(t, "GET", "/odata/s/"+path, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -118,7 +118,7 @@ func TestRelayUpstreamDeathTruncates(t *testing.T) {
 				io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"+tt.head+"\r\n"+tt.body)
 				// and the connection closes
 			})
-			b := newBridge(t, Source{URL: base}, Options{Registerer: prometheus.NewRegistry()}, nil)
+			b := newBridge(t, Upstream{URL: base}, Options{Registerer: prometheus.NewRegistry()}, nil)
 			res, body, err := b.do(t, "GET", "/odata/s/"+tt.path, nil, nil)
 			if err == nil {
 				t.Fatalf("read the whole body without error (%d %q); want a truncated stream", res.StatusCode, body)
@@ -163,7 +163,7 @@ func TestRelayClientGoneStopsUpstreamRead(t *testing.T) {
 					}
 				}
 			})
-			b := newBridge(t, Source{URL: u.base()}, Options{Registerer: prometheus.NewRegistry()}, nil)
+			b := newBridge(t, Upstream{URL: u.base()}, Options{Registerer: prometheus.NewRegistry()}, nil)
 			t.Cleanup(func() { close(quit) }) // before the servers close
 			res, err := b.client.Get(b.URL + "/odata/s/" + path)
 			if err != nil {
@@ -199,7 +199,7 @@ func TestRelayNoBodyWhereNoneIsAllowed(t *testing.T) {
 			io.WriteString(w, `{"@odata.context":"`+u.base()+`$metadata#People","value":[]}`)
 		}
 	})
-	rl, err := NewRelay([]Source{{Name: "s", URL: u.base(), PublicBase: publicBase}}, Options{})
+	rl, err := NewRelay([]Upstream{{Name: "s", URL: u.base(), PublicBase: publicBase}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestRelayHeaderTimeoutEitherTransport(t *testing.T) {
 				t.Cleanup(tr.CloseIdleConnections)
 			}
 			const timeout = 50 * time.Millisecond
-			b := newBridge(t, Source{URL: u.base(), HeaderTimeout: timeout, Batch: true}, Options{Transport: tt.transport}, nil)
+			b := newBridge(t, Upstream{URL: u.base(), HeaderTimeout: timeout, Batch: true}, Options{Transport: tt.transport}, nil)
 			target, body := "/odata/s/Slow", io.Reader(nil)
 			if tt.method == "POST" {
 				target, body = "/odata/s/$batch", strings.NewReader("--b\r\n--b--\r\n")
@@ -303,7 +303,7 @@ func TestRelayStreamedHeadersLeaveAtOnce(t *testing.T) {
 	})
 	for _, gz := range []bool{false, true} {
 		t.Run(fmt.Sprintf("gzip=%v", gz), func(t *testing.T) {
-			b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+			b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 			req, _ := http.NewRequest("GET", b.URL+"/odata/s/People", nil)
 			if gz {
 				req.Header.Set("Accept-Encoding", "gzip")
@@ -325,7 +325,7 @@ func TestRelayStreamedHeadersLeaveAtOnce(t *testing.T) {
 
 func TestRelayNoDefaultUserAgentUpstream(t *testing.T) {
 	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) { writeJSON(w, `{}`) })
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	for _, tt := range []struct{ sent, want string }{{"", ""}, {"PowerBI", "PowerBI"}} {
 		// An empty User-Agent keeps net/http's client from sending its own.
 		if _, _, err := b.do(t, "GET", "/odata/s/People", http.Header{"User-Agent": {tt.sent}}, nil); err != nil {

@@ -67,7 +67,7 @@ func TestRelayIsolatesBodies(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, script)
 			})
-			b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+			b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 			res, body, err := b.do(t, "GET", "/odata/s/"+tt.path, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -103,7 +103,7 @@ func TestRelayIsolatesErrors(t *testing.T) {
 			writeJSON(w, `{}`)
 		}
 	})
-	b := newBridge(t, Source{URL: u.base()}, Options{}, &staticAuth{})
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, &staticAuth{})
 	for _, tt := range []struct {
 		target string
 		status int
@@ -181,7 +181,7 @@ func TestRelayResponseHeaderAllowList(t *testing.T) {
 		w.Header()["DataServiceVersion"] = []string{"3.0"}
 		writeJSON(w, `{}`)
 	})
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	res, body, err := b.do(t, "GET", "/odata/s/People", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestRelayLocation(t *testing.T) {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(tt.status)
 			})
-			b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+			b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 			b.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 			res, body, err := b.do(t, "GET", "/odata/s/People(1)", nil, nil)
 			if err != nil {
@@ -297,7 +297,7 @@ func TestRelayKeepsResponsesPrivate(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			io.WriteString(w, `{"value":[]}`)
 		})
-		b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+		b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 		res, _, err := b.do(t, "GET", "/odata/s/People", nil, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -82,7 +82,7 @@ func TestPowerQueryReplay(t *testing.T) {
 	for _, version := range []string{"v4", "v3", "v2"} {
 		t.Run(version, func(t *testing.T) {
 			u := newUpstream(t, pagingUpstream)
-			b := newBridge(t, Source{Name: "pq", URL: u.base(), PublicBase: selfBase}, Options{}, &staticAuth{})
+			b := newBridge(t, Upstream{Name: "pq", URL: u.base(), PublicBase: selfBase}, Options{}, &staticAuth{})
 			seen := map[int]int{}
 			target := b.rl.sources["pq"].src.PublicBase + version + "/People"
 			for pages := 0; target != ""; pages++ {

@@ -21,8 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Source is one upstream OData service, as configured.
-type Source struct {
+// Upstream is one upstream OData service, as configured: where it is, how its links are
+// rewritten and how it is relayed.
+type Upstream struct {
 	Name          string        // URL segment, [a-z0-9-]+
 	URL           string        // upstream base, absolute http(s), ends with "/"
 	Aliases       []string      // other bases the upstream may print; each ends with "/"
@@ -92,7 +93,7 @@ type Relay struct {
 }
 
 type sourceState struct {
-	src        Source
+	src        Upstream
 	target     *url.URL
 	targetPath string // target.EscapedPath(), ends with "/"
 	bases      []string
@@ -128,7 +129,7 @@ const defaultHeaderTimeout = 60 * time.Second
 var sourceName = regexp.MustCompile(`^[a-z0-9-]+$`)
 
 // NewRelay validates the sources and returns a Relay for them.
-func NewRelay(sources []Source, opts Options) (*Relay, error) {
+func NewRelay(sources []Upstream, opts Options) (*Relay, error) {
 	rl := &Relay{
 		sources: make(map[string]*sourceState, len(sources)),
 		apiKey:  opts.APIKeyParam,
@@ -196,7 +197,7 @@ func NewRelay(sources []Source, opts Options) (*Relay, error) {
 	return rl, nil
 }
 
-func newSourceState(s Source) (*sourceState, error) {
+func newSourceState(s Upstream) (*sourceState, error) {
 	var errs []error
 	bad := func(format string, a ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, a...)...))

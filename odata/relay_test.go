@@ -66,7 +66,7 @@ type bridge struct {
 	errs   chan error
 }
 
-func newBridge(t *testing.T, src Source, opts Options, auth Authorizer) *bridge {
+func newBridge(t *testing.T, src Upstream, opts Options, auth Authorizer) *bridge {
 	t.Helper()
 	if src.Name == "" {
 		src.Name = "s"
@@ -99,7 +99,7 @@ func newBridge(t *testing.T, src Source, opts Options, auth Authorizer) *bridge 
 	if src.PublicBase == selfBase {
 		src.PublicBase = "http://" + b.Listener.Addr().String() + "/odata/" + src.Name + "/"
 	}
-	rl, err := NewRelay([]Source{src}, opts)
+	rl, err := NewRelay([]Upstream{src}, opts)
 	if err != nil {
 		t.Fatalf("NewRelay: %v", err)
 	}
@@ -489,7 +489,7 @@ func TestRelayCases(t *testing.T) {
 				}
 			}
 			u := newUpstream(t, h)
-			b := newBridge(t, Source{URL: u.base()}, Options{}, &staticAuth{})
+			b := newBridge(t, Upstream{URL: u.base()}, Options{}, &staticAuth{})
 			method := tt.method
 			if method == "" {
 				method = "GET"
@@ -519,7 +519,7 @@ func bodyIs(want string) func(t *testing.T, u *upstream, res *http.Response, bod
 
 func TestRelayPathEscapes(t *testing.T) {
 	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) { writeJSON(w, `{}`) })
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	for _, target := range []string{
 		"/odata/s/../admin",
 		"/odata/s/People/../../admin",
@@ -569,7 +569,7 @@ func TestRelayPathEscapes(t *testing.T) {
 
 func TestRelayUnknownSource(t *testing.T) {
 	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) { t.Error("upstream reached") })
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	res, _, err := b.do(t, "GET", "/odata/nope/People", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -605,7 +605,7 @@ func TestRelayUpstream401RenewsOnce(t *testing.T) {
 			})
 			auth := &staticAuth{}
 			reg := prometheus.NewRegistry()
-			b := newBridge(t, Source{URL: u.base()}, Options{Registerer: reg}, auth)
+			b := newBridge(t, Upstream{URL: u.base()}, Options{Registerer: reg}, auth)
 			res, body, err := b.do(t, "GET", "/odata/s/People", nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -637,7 +637,7 @@ func TestRelayUpstream401RenewsOnce(t *testing.T) {
 func TestRelayAuthorizerErrorReachesErrorHandler(t *testing.T) {
 	u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) { t.Error("upstream reached") })
 	errStore := errors.New("token store down")
-	b := newBridge(t, Source{URL: u.base()}, Options{}, &staticAuth{err: errStore})
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, &staticAuth{err: errStore})
 	if _, _, err := b.do(t, "GET", "/odata/s/People", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -653,7 +653,7 @@ func TestRelayUpstreamUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	b := newBridge(t, Source{URL: "http://" + addr + "/svc/", Version: "3.0"}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: "http://" + addr + "/svc/", Version: "3.0"}, Options{}, nil)
 	res, body, err := b.do(t, "GET", "/odata/s/People", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -678,7 +678,7 @@ func TestRelayHeaderTimeout(t *testing.T) {
 		}
 	})
 	defer close(release)
-	b := newBridge(t, Source{URL: u.base(), HeaderTimeout: 50 * time.Millisecond}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base(), HeaderTimeout: 50 * time.Millisecond}, Options{}, nil)
 	res, _, err := b.do(t, "GET", "/odata/s/Slow", nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -709,7 +709,7 @@ func TestRelaySlowBodyIsNotATimeout(t *testing.T) {
 		time.Sleep(timeout + timeout/5)
 		io.WriteString(w, `]}`)
 	})
-	b := newBridge(t, Source{URL: u.base(), HeaderTimeout: timeout}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base(), HeaderTimeout: timeout}, Options{}, nil)
 	res, err := b.client.Get(b.URL + "/odata/s/Slow")
 	if err != nil {
 		t.Fatal(err)
@@ -733,7 +733,7 @@ func TestRelayUpstreamDropMidBodyAborts(t *testing.T) {
 				panic(http.ErrAbortHandler) // the upstream dies mid-body
 			})
 			reg := prometheus.NewRegistry()
-			b := newBridge(t, Source{URL: u.base()}, Options{Registerer: reg}, nil)
+			b := newBridge(t, Upstream{URL: u.base()}, Options{Registerer: reg}, nil)
 			hdr := http.Header{}
 			if gz {
 				hdr.Set("Accept-Encoding", "gzip")
@@ -767,7 +767,7 @@ func TestRelayBatch(t *testing.T) {
 		w.Header().Set("Content-Type", "multipart/mixed;boundary=b2")
 		fmt.Fprintf(w, "--b2\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 200 OK\r\n\r\n{\"@odata.context\":\"%s$metadata#People\"}\r\n--b2--\r\n", u.base())
 	})
-	b := newBridge(t, Source{URL: u.base(), Batch: true}, Options{}, &staticAuth{})
+	b := newBridge(t, Upstream{URL: u.base(), Batch: true}, Options{}, &staticAuth{})
 	res, body, err := b.do(t, "POST", "/odata/s/$batch", http.Header{"Content-Type": {"multipart/mixed;boundary=batch_1"}}, strings.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
@@ -787,7 +787,7 @@ func TestRelayMetadataCachePerUser(t *testing.T) {
 		fmt.Fprintf(w, `<edmx:Edmx><edmx:Reference Uri="%sVocab.xml"/><!-- for %s --></edmx:Edmx>`, u.base(), r.Header.Get("Authorization"))
 	})
 	reg := prometheus.NewRegistry()
-	b := newBridge(t, Source{URL: u.base(), CacheMetadata: time.Hour}, Options{Registerer: reg}, authPerUser{})
+	b := newBridge(t, Upstream{URL: u.base(), CacheMetadata: time.Hour}, Options{Registerer: reg}, authPerUser{})
 	get := func(user string, gz bool) string {
 		hdr := http.Header{"X-Test-User": {user}}
 		if gz {
@@ -845,30 +845,30 @@ func (authPerUser) Authorize(ctx context.Context, out *http.Request, _ bool) err
 }
 
 func TestNewRelayValidates(t *testing.T) {
-	good := Source{Name: "k2", URL: "https://k2.example/api/odata/v3/", PublicBase: "https://bridge.example/odata/k2/"}
+	good := Upstream{Name: "k2", URL: "https://k2.example/api/odata/v3/", PublicBase: "https://bridge.example/odata/k2/"}
 	tests := []struct {
 		name string
-		mod  func(s *Source)
+		mod  func(s *Upstream)
 	}{
-		{"bad name", func(s *Source) { s.Name = "K2 Feed" }},
-		{"relative url", func(s *Source) { s.URL = "/api/" }},
-		{"no trailing slash", func(s *Source) { s.URL = "https://k2.example/api" }},
-		{"query", func(s *Source) { s.URL = "https://k2.example/api/?a=1" }},
-		{"alias without slash", func(s *Source) { s.Aliases = []string{"http://k2-internal"} }},
-		{"bad public base", func(s *Source) { s.PublicBase = "bridge/odata/k2" }},
-		{"bad version", func(s *Source) { s.Version = "5.0" }},
-		{"negative timeout", func(s *Source) { s.HeaderTimeout = -1 }},
+		{"bad name", func(s *Upstream) { s.Name = "K2 Feed" }},
+		{"relative url", func(s *Upstream) { s.URL = "/api/" }},
+		{"no trailing slash", func(s *Upstream) { s.URL = "https://k2.example/api" }},
+		{"query", func(s *Upstream) { s.URL = "https://k2.example/api/?a=1" }},
+		{"alias without slash", func(s *Upstream) { s.Aliases = []string{"http://k2-internal"} }},
+		{"bad public base", func(s *Upstream) { s.PublicBase = "bridge/odata/k2" }},
+		{"bad version", func(s *Upstream) { s.Version = "5.0" }},
+		{"negative timeout", func(s *Upstream) { s.HeaderTimeout = -1 }},
 	}
-	if _, err := NewRelay([]Source{good}, Options{}); err != nil {
+	if _, err := NewRelay([]Upstream{good}, Options{}); err != nil {
 		t.Fatalf("NewRelay(good) = %v", err)
 	}
-	if _, err := NewRelay([]Source{good, good}, Options{}); !errors.Is(err, ErrConfig) {
+	if _, err := NewRelay([]Upstream{good, good}, Options{}); !errors.Is(err, ErrConfig) {
 		t.Errorf("duplicate names: err = %v, want ErrConfig", err)
 	}
 	for _, tt := range tests {
 		s := good
 		tt.mod(&s)
-		if _, err := NewRelay([]Source{s}, Options{}); !errors.Is(err, ErrConfig) {
+		if _, err := NewRelay([]Upstream{s}, Options{}); !errors.Is(err, ErrConfig) {
 			t.Errorf("%s: err = %v, want ErrConfig", tt.name, err)
 		}
 	}
@@ -880,7 +880,7 @@ func TestRelayLearnsVersion(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{}`)
 	})
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	f, _ := b.rl.Feed("s")
 	if v := f.Version(); v != "" {
 		t.Errorf("version before any response = %q, want empty", v)
@@ -939,7 +939,7 @@ func TestRelayConcurrent(t *testing.T) {
 		}
 		writeJSON(w, fmt.Sprintf(`{"@odata.context":"%s$metadata#P","q":%q}`, u.base(), r.URL.RawQuery))
 	})
-	b := newBridge(t, Source{URL: u.base(), CacheMetadata: time.Hour}, Options{Registerer: prometheus.NewRegistry()}, &staticAuth{})
+	b := newBridge(t, Upstream{URL: u.base(), CacheMetadata: time.Hour}, Options{Registerer: prometheus.NewRegistry()}, &staticAuth{})
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
@@ -965,7 +965,7 @@ func TestRelayHeadAndVersionTwin(t *testing.T) {
 		w.Header().Set("Content-Length", "1234")
 		writeJSON(w, "")
 	})
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	// A middleware before the relay set the canonical spelling.
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("OData-Version", "4.0")
@@ -992,7 +992,7 @@ func TestRelayHeadAndVersionTwin(t *testing.T) {
 func TestRelayXForwardedOnlyAsConfigured(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		u := newUpstream(t, func(u *upstream, w http.ResponseWriter, r *http.Request) { writeJSON(w, `{}`) })
-		b := newBridge(t, Source{URL: u.base()}, Options{XForwarded: on}, nil)
+		b := newBridge(t, Upstream{URL: u.base()}, Options{XForwarded: on}, nil)
 		hdr := http.Header{"X-Forwarded-For": {"203.0.113.9"}, "Forwarded": {"for=203.0.113.9"}}
 		if _, _, err := b.do(t, "GET", "/odata/s/People", hdr, nil); err != nil {
 			t.Fatal(err)
@@ -1013,7 +1013,7 @@ func TestRelayODataVersionSpelling(t *testing.T) {
 		w.Header().Add("OData-Version", "4.0") // and sent twice
 		writeJSON(w, `{}`)
 	})
-	b := newBridge(t, Source{URL: u.base()}, Options{}, nil)
+	b := newBridge(t, Upstream{URL: u.base()}, Options{}, nil)
 	conn, err := net.Dial("tcp", b.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)

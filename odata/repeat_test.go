@@ -34,7 +34,7 @@ type accelBridge struct {
 	reg *prometheus.Registry
 }
 
-func newAccelBridge(t *testing.T, src Source, opts Options) *accelBridge {
+func newAccelBridge(t *testing.T, src Upstream, opts Options) *accelBridge {
 	t.Helper()
 	src.Name = "s"
 	if src.PublicBase == "" {
@@ -42,7 +42,7 @@ func newAccelBridge(t *testing.T, src Source, opts Options) *accelBridge {
 	}
 	b := &accelBridge{reg: prometheus.NewRegistry()}
 	opts.Registerer = b.reg
-	rl, err := NewRelay([]Source{src}, opts)
+	rl, err := NewRelay([]Upstream{src}, opts)
 	if err != nil {
 		t.Fatalf("NewRelay: %v", err)
 	}
@@ -160,7 +160,7 @@ func TestRepeatsWithinTTLCostOneUpstreamRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u := echoUpstream(t, tt.status)
-			b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: tt.repeat}, Options{})
+			b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: tt.repeat}, Options{})
 			var first []byte
 			for i := range 3 {
 				status, h, body := b.get(t, tt.method, "alice", "/odata/s/Items?$top=2", tt.hdr)
@@ -196,7 +196,7 @@ func TestRepeatsWithinTTLCostOneUpstreamRequest(t *testing.T) {
 
 func TestRepeatExpires(t *testing.T) {
 	u := echoUpstream(t, 200)
-	b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: 50 * time.Millisecond}, Options{})
+	b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: 50 * time.Millisecond}, Options{})
 	b.get(t, "GET", "alice", "/odata/s/Items", nil)
 	time.Sleep(150 * time.Millisecond)
 	if got := b.metric(t, "bridge_relay_held_bytes"); got != 0 {
@@ -210,7 +210,7 @@ func TestRepeatExpires(t *testing.T) {
 
 func TestRepeatKeyVariesWithRepresentation(t *testing.T) {
 	u := echoUpstream(t, 200)
-	b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: time.Minute}, Options{})
+	b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: time.Minute}, Options{})
 	for _, hdr := range []http.Header{
 		nil,
 		{"Accept": {"application/json;odata.metadata=full"}},
@@ -246,7 +246,7 @@ func TestConcurrentIdenticalRequestsJoinOne(t *testing.T) {
 			release := make(chan struct{})
 			u := gateUpstream(t, release)
 			// Read-ahead alone shares requests in flight too.
-			b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: repeat, ReadAhead: 1}, Options{})
+			b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: repeat, ReadAhead: 1}, Options{})
 			const n = 6
 			bodies := make([][]byte, n)
 			var wg sync.WaitGroup
@@ -276,7 +276,7 @@ func TestConcurrentIdenticalRequestsJoinOne(t *testing.T) {
 func TestCallersNeverShare(t *testing.T) {
 	release := make(chan struct{})
 	u := gateUpstream(t, release)
-	b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: time.Minute, ReadAhead: 1}, Options{})
+	b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: time.Minute, ReadAhead: 1}, Options{})
 	users := []string{"alice", "bob", "carol"}
 	bodies := make([][]byte, len(users))
 	var wg sync.WaitGroup
@@ -307,7 +307,7 @@ func TestCallersNeverShare(t *testing.T) {
 
 func TestForgetDropsACallersEntriesAtOnce(t *testing.T) {
 	u := echoUpstream(t, 200)
-	b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: time.Hour}, Options{})
+	b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: time.Hour}, Options{})
 	_, _, alice := b.get(t, "GET", "alice", "/odata/s/Items", nil)
 	_, _, bob := b.get(t, "GET", "bob", "/odata/s/Items", nil)
 	if got := b.metric(t, "bridge_relay_held_bytes"); got != float64(len(alice)+len(bob)) {
@@ -328,7 +328,7 @@ func TestForgetDropsACallersEntriesAtOnce(t *testing.T) {
 func TestForgetDuringFlightKeepsNothing(t *testing.T) {
 	release := make(chan struct{})
 	u := gateUpstream(t, release)
-	b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: time.Hour}, Options{})
+	b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: time.Hour}, Options{})
 	done := make(chan []byte)
 	go func() { _, _, body := b.get(t, "GET", "alice", "/odata/s/Items", nil); done <- body }()
 	waitFor(t, func() bool { return u.hits.Load() == 1 })
@@ -437,8 +437,8 @@ func TestReadAheadServesTheNextPage(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			const last = 3
 			up := newPagedUpstream(t, format, last, nil)
-			direct := newAccelBridge(t, Source{URL: up.base()}, Options{})
-			b := newAccelBridge(t, Source{URL: up.base(), RepeatTTL: time.Minute, ReadAhead: 1}, Options{})
+			direct := newAccelBridge(t, Upstream{URL: up.base()}, Options{})
+			b := newAccelBridge(t, Upstream{URL: up.base(), RepeatTTL: time.Minute, ReadAhead: 1}, Options{})
 			target := "/odata/s/Items?$skiptoken=0"
 			var first []byte
 			for page := 0; page <= last; page++ {
@@ -478,7 +478,7 @@ func TestReadAheadServesTheNextPage(t *testing.T) {
 func TestReadAheadDepth(t *testing.T) {
 	const last = 6
 	up := newPagedUpstream(t, "v4", last, nil)
-	b := newAccelBridge(t, Source{URL: up.base(), ReadAhead: 3}, Options{})
+	b := newAccelBridge(t, Upstream{URL: up.base(), ReadAhead: 3}, Options{})
 	b.get(t, "GET", "alice", "/odata/s/Items?$skiptoken=0", nil)
 	waitFor(t, func() bool { return len(up.requests(3)) == 1 })
 	time.Sleep(100 * time.Millisecond)
@@ -498,7 +498,7 @@ func TestReadAheadFailureReachesNobody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			up := newPagedUpstream(t, "v4", 2, tt.fail)
-			b := newAccelBridge(t, Source{URL: up.base(), RepeatTTL: time.Minute, ReadAhead: 1}, Options{})
+			b := newAccelBridge(t, Upstream{URL: up.base(), RepeatTTL: time.Minute, ReadAhead: 1}, Options{})
 			_, _, body := b.get(t, "GET", "alice", "/odata/s/Items?$skiptoken=0", nil)
 			waitFor(t, func() bool { return len(up.requests(1)) == 1 })
 			time.Sleep(50 * time.Millisecond)
@@ -530,7 +530,7 @@ func TestReadAheadWaitsInFlight(t *testing.T) {
 		}
 		return false
 	})
-	b := newAccelBridge(t, Source{URL: up.base(), ReadAhead: 1}, Options{})
+	b := newAccelBridge(t, Upstream{URL: up.base(), ReadAhead: 1}, Options{})
 	_, _, body := b.get(t, "GET", "alice", "/odata/s/Items?$skiptoken=0", nil)
 	waitFor(t, func() bool { return len(up.requests(1)) == 1 })
 	go func() {
@@ -552,7 +552,7 @@ func TestReadAheadWaitsInFlight(t *testing.T) {
 
 func TestReadAheadUnclaimedIsDropped(t *testing.T) {
 	up := newPagedUpstream(t, "v4", 2, nil)
-	b := newAccelBridge(t, Source{URL: up.base(), RepeatTTL: 100 * time.Millisecond, ReadAhead: 1}, Options{})
+	b := newAccelBridge(t, Upstream{URL: up.base(), RepeatTTL: 100 * time.Millisecond, ReadAhead: 1}, Options{})
 	b.get(t, "GET", "alice", "/odata/s/Items?$skiptoken=0", nil)
 	waitFor(t, func() bool {
 		return b.metric(t, "bridge_relay_read_ahead_pages_total", "source", "s", "result", "wasted") == 1
@@ -569,7 +569,7 @@ func TestCloseEndsReadAhead(t *testing.T) {
 		}
 		return false
 	})
-	b := newAccelBridge(t, Source{URL: up.base(), ReadAhead: 1}, Options{})
+	b := newAccelBridge(t, Upstream{URL: up.base(), ReadAhead: 1}, Options{})
 	b.get(t, "GET", "alice", "/odata/s/Items?$skiptoken=0", nil)
 	waitFor(t, func() bool { return len(up.requests(1)) == 1 })
 	done := make(chan struct{})
@@ -589,7 +589,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		fmt.Fprintf(w, `{"n":%d,"pad":"%s","@odata.nextLink":"%sItems?n=%d"}`, n, page, u.base(), n+1)
 	})
-	b := newAccelBridge(t, Source{URL: u.base(), RepeatTTL: time.Hour, ReadAhead: 2}, Options{MemoryBudget: budget})
+	b := newAccelBridge(t, Upstream{URL: u.base(), RepeatTTL: time.Hour, ReadAhead: 2}, Options{MemoryBudget: budget})
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
@@ -616,7 +616,7 @@ func TestMemoryBudgetHolds(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"pad":"%s"}`, big)
 	})
-	b2 := newAccelBridge(t, Source{URL: u2.base(), RepeatTTL: time.Hour}, Options{MemoryBudget: budget})
+	b2 := newAccelBridge(t, Upstream{URL: u2.base(), RepeatTTL: time.Hour}, Options{MemoryBudget: budget})
 	for range 2 {
 		if _, _, body := b2.get(t, "GET", "alice", "/odata/s/Big", nil); len(body) != len(big)+len(`{"pad":""}`) {
 			t.Errorf("big body %d bytes, want %d", len(body), len(big)+10)

@@ -50,7 +50,7 @@ func TestWrapTransport(t *testing.T) {
 				wraps.Add(1)
 				return countingTransport{rt, &calls}
 			}}
-			b := newBridge(t, Source{URL: u.base(), HeaderTimeout: 200 * time.Millisecond}, opts, nil)
+			b := newBridge(t, Upstream{URL: u.base(), HeaderTimeout: 200 * time.Millisecond}, opts, nil)
 			for _, path := range []string{"/odata/s/Items", "/odata/s/Slow"} {
 				res, _, err := b.do(t, "GET", path, nil, nil)
 				if err != nil {

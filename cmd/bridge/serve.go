@@ -267,10 +267,10 @@ func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces)
 // feedSources builds every configured source in one pass: its feed (the
 // relay's source, or a REST service) and the connector's view of it.
 func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg prometheus.Registerer, public string, log *slog.Logger, tr *traces) ([]connector.Source, *odata.Relay, error) {
-	var relaySources []odata.Source
+	var relaySources []odata.Upstream
 	for _, sc := range cfg.Sources {
 		if sc.Kind == "odata" {
-			relaySources = append(relaySources, odata.Source{
+			relaySources = append(relaySources, odata.Upstream{
 				Name:          sc.Name,
 				URL:           sc.URL,
 				Aliases:       sc.Aliases,
@@ -332,7 +332,7 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 			if err != nil {
 				return nil, nil, &exitError{code: 2, err: err}
 			}
-			svc, err := rest.New(rest.Source{
+			svc, err := rest.New(rest.Config{
 				Name:       sc.Name,
 				URL:        sc.URL,
 				PublicBase: public + "/odata/" + sc.Name + "/",

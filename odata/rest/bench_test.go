@@ -42,7 +42,7 @@ func BenchmarkServePage(b *testing.B) {
 	}))
 	defer up.Close()
 	sets, _ := Preset(PresetK2Workflow)
-	s, err := New(Source{Name: "workflow", URL: up.URL + "/", PublicBase: publicBase, EntitySets: sets, CacheTTL: time.Hour},
+	s, err := New(Config{Name: "workflow", URL: up.URL + "/", PublicBase: publicBase, EntitySets: sets, CacheTTL: time.Hour},
 		Options{Client: up.Client(), Secret: []byte("bench"), ErrorHandler: testErrorHandler})
 	if err != nil {
 		b.Fatal(err)

@@ -35,7 +35,7 @@ func ExampleService_ServeFeed() {
 	if err != nil {
 		panic(err)
 	}
-	svc, err := rest.New(rest.Source{
+	svc, err := rest.New(rest.Config{
 		Name:       "workflow",
 		URL:        k2.URL + "/api/workflow/v1/",
 		PublicBase: "https://bridge.example.com/odata/workflow/",

@@ -22,7 +22,7 @@ func fuzzService(t testing.TB) *Service {
 		t.Fatal(err)
 	}
 	sets[1].Paging = Paging{Style: "next", Next: "links.next"}
-	s, err := New(Source{Name: "workflow", URL: "https://k2.example.com/api/workflow/v1/", EntitySets: sets},
+	s, err := New(Config{Name: "workflow", URL: "https://k2.example.com/api/workflow/v1/", EntitySets: sets},
 		Options{Secret: []byte("fuzz"), ErrorHandler: testErrorHandler})
 	if err != nil {
 		t.Fatal(err)

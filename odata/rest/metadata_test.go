@@ -27,7 +27,7 @@ func presetService(t *testing.T) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Source{
+	s, err := New(Config{
 		Name: "workflow", URL: "https://k2.example.com/api/workflow/v1/",
 		PublicBase: "https://bridge.example.com/odata/workflow/", EntitySets: sets,
 	}, Options{ErrorHandler: testErrorHandler})

@@ -16,8 +16,8 @@ import (
 	"github.com/odata-bridge/bridge/odata"
 )
 
-// Source is one REST source served as an OData v4 service.
-type Source struct {
+// Config is what a Service serves: one REST API, its mapping and its paging, as an OData v4 service.
+type Config struct {
 	// Name is the source's URL segment under /odata/; it names the schema in $metadata.
 	Name string
 	// URL is the upstream base, e.g. https://k2.example.com/api/workflow/v1/; entity-set paths resolve against it.
@@ -53,7 +53,7 @@ type Options struct {
 
 // Service answers OData v4 requests for one REST source.
 type Service struct {
-	src      Source
+	src      Config
 	base     *url.URL
 	sets     []*entitySet
 	byName   map[string]*entitySet
@@ -69,7 +69,7 @@ type Service struct {
 }
 
 // New validates a source's mapping and builds its service.
-func New(src Source, opts Options) (*Service, error) {
+func New(src Config, opts Options) (*Service, error) {
 	if err := Validate(src.EntitySets); err != nil {
 		return nil, fmt.Errorf("source %q: %w", src.Name, err)
 	}

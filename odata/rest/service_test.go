@@ -68,7 +68,7 @@ func TestEntitySet(t *testing.T) {
 
 func TestServiceRootFromRequest(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.PublicBase = "" })
+	s := newTestService(t, u, func(src *Config) { src.PublicBase = "" })
 	w := get(t, s, "http://bridge.test/odata/workflow/Workflows", "alice", &bearer{token: "alice"})
 	if got, want := decodeFeed(t, w).Context, "http://bridge.test/odata/workflow/$metadata#Workflows"; got != want {
 		t.Errorf("@odata.context: got %q, want %q", got, want)
@@ -98,7 +98,7 @@ func TestPagingToTheEnd(t *testing.T) {
 	for _, ttl := range []time.Duration{0, time.Minute} {
 		t.Run(fmt.Sprintf("cache=%v", ttl), func(t *testing.T) {
 			u := newK2Upstream(t)
-			s := newTestService(t, u, func(src *Source) { src.PageSize = 7; src.CacheTTL = ttl })
+			s := newTestService(t, u, func(src *Config) { src.PageSize = 7; src.CacheTTL = ttl })
 			auth := &bearer{token: "alice"}
 			// Every task not completed, newest priority first.
 			want := map[string]bool{}
@@ -159,7 +159,7 @@ func TestPagingToTheEnd(t *testing.T) {
 
 func TestSkipTokenTampered(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.PageSize = 10 })
+	s := newTestService(t, u, func(src *Config) { src.PageSize = 10 })
 	auth := &bearer{token: "alice"}
 	f := decodeFeed(t, get(t, s, target("Tasks", "$filter", "priority eq 1"), "alice", auth))
 	if f.NextLink == "" {
@@ -203,7 +203,7 @@ func TestSkipTokenTampered(t *testing.T) {
 
 func TestPreferMaxPageSize(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.PageSize = 20 })
+	s := newTestService(t, u, func(src *Config) { src.PageSize = 20 })
 	auth := &bearer{token: "alice"}
 	tests := []struct {
 		prefer      string
@@ -442,7 +442,7 @@ func TestPerUserIsolation(t *testing.T) {
 	for _, ttl := range []time.Duration{0, time.Hour} {
 		t.Run(fmt.Sprintf("cache=%v", ttl), func(t *testing.T) {
 			u := newK2Upstream(t)
-			s := newTestService(t, u, func(src *Source) { src.CacheTTL = ttl })
+			s := newTestService(t, u, func(src *Config) { src.CacheTTL = ttl })
 			owners := map[string]int{"alice": 53, "bob": 4, "carol": 0}
 			// Twice each, interleaved, so a cache keyed wrongly would leak.
 			for range 2 {
@@ -477,7 +477,7 @@ func TestPerUserIsolation(t *testing.T) {
 
 func TestAnonymousCallersAreNotCached(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.CacheTTL = time.Hour })
+	s := newTestService(t, u, func(src *Config) { src.CacheTTL = time.Hour })
 	for _, user := range []string{"alice", "bob"} {
 		f := decodeFeed(t, get(t, s, target("Tasks", "$count", "true"), "", &bearer{token: user}))
 		if want := len(u.tasks[user]); *f.Count != want {
@@ -488,7 +488,7 @@ func TestAnonymousCallersAreNotCached(t *testing.T) {
 
 func TestCacheExpires(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.CacheTTL = time.Minute })
+	s := newTestService(t, u, func(src *Config) { src.CacheTTL = time.Minute })
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.cache.now = func() time.Time { return now }
 	auth := &bearer{token: "alice"}
@@ -520,7 +520,7 @@ func TestUpstreamUnauthorizedRenewsOnce(t *testing.T) {
 
 func TestRowCap(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.MaxRows = 10 })
+	s := newTestService(t, u, func(src *Config) { src.MaxRows = 10 })
 	w := get(t, s, "Tasks", "alice", &bearer{token: "alice"})
 	if w.Code != http.StatusNotImplemented {
 		t.Fatalf("status %d, want 501; body %s", w.Code, w.Body)
@@ -546,7 +546,7 @@ func TestUpstreamPaging(t *testing.T) {
 		t.Run(tt.style, func(t *testing.T) {
 			u := newK2Upstream(t)
 			u.paging = tt.style
-			s := newTestService(t, u, func(src *Source) {
+			s := newTestService(t, u, func(src *Config) {
 				for i := range src.EntitySets {
 					if src.EntitySets[i].Name == "Tasks" {
 						src.EntitySets[i].Paging = tt.paging
@@ -572,7 +572,7 @@ func TestUpstreamPaging(t *testing.T) {
 func TestNextLinkMustStayOnTheSource(t *testing.T) {
 	u := newK2Upstream(t)
 	u.body = `{"tasks":[{"serialNumber":"x"}],"links":{"next":"https://evil.example.com/steal"}}`
-	s := newTestService(t, u, func(src *Source) {
+	s := newTestService(t, u, func(src *Config) {
 		src.EntitySets[1].Paging = Paging{Style: "next", Next: "links.next"}
 	})
 	w := get(t, s, "Tasks", "alice", &bearer{token: "alice"})
@@ -590,7 +590,7 @@ func TestInstances(t *testing.T) {
 		t.Errorf("Instances: got count %d, first %v", *f.Count, f.Value[0])
 	}
 	// The same entity set read per workflow at workflows/{id}/instances.
-	s = newTestService(t, u, func(src *Source) { src.EntitySets, _ = Preset(PresetK2WorkflowPerWorkflow) })
+	s = newTestService(t, u, func(src *Config) { src.EntitySets, _ = Preset(PresetK2WorkflowPerWorkflow) })
 	f = decodeFeed(t, get(t, s, target("Instances", "$orderby", "id", "$select", "id,workflowId,workflowName,workflowDisplayName,workflowCategory"), "alice", &bearer{token: "alice"}))
 	var got []string
 	for _, v := range f.Value {
@@ -699,7 +699,7 @@ func TestSwaggerExampleFixture(t *testing.T) {
 
 func TestNextLinkDropsCustomOptions(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.PageSize = 5 })
+	s := newTestService(t, u, func(src *Config) { src.PageSize = 5 })
 	f := decodeFeed(t, get(t, s, "Tasks?api_key=SECRET-KEY&$top=12&$filter=priority%20ge%200", "alice", &bearer{token: "alice"}))
 	if strings.Contains(f.NextLink, "SECRET-KEY") || !strings.Contains(f.NextLink, "$top=12&$filter=priority%20ge%200&$skiptoken=") {
 		t.Errorf("nextLink %q: want the system options kept byte for byte and the custom option dropped", f.NextLink)
@@ -713,14 +713,14 @@ func TestNextLinkDropsCustomOptions(t *testing.T) {
 func TestNewErrors(t *testing.T) {
 	sets, _ := Preset(PresetK2Workflow)
 	tests := []struct {
-		src  Source
+		src  Config
 		opts Options
 		msg  string
 	}{
-		{Source{Name: "w", URL: "ftp://x/", EntitySets: sets}, Options{ErrorHandler: testErrorHandler}, "absolute http(s) URL"},
-		{Source{Name: "w", URL: "relative/", EntitySets: sets}, Options{ErrorHandler: testErrorHandler}, "absolute http(s) URL"},
-		{Source{Name: "w", URL: "https://k2/", EntitySets: sets}, Options{}, "ErrorHandler is required"},
-		{Source{Name: "w", URL: "https://k2/"}, Options{ErrorHandler: testErrorHandler}, "entity_sets: at least one"},
+		{Config{Name: "w", URL: "ftp://x/", EntitySets: sets}, Options{ErrorHandler: testErrorHandler}, "absolute http(s) URL"},
+		{Config{Name: "w", URL: "relative/", EntitySets: sets}, Options{ErrorHandler: testErrorHandler}, "absolute http(s) URL"},
+		{Config{Name: "w", URL: "https://k2/", EntitySets: sets}, Options{}, "ErrorHandler is required"},
+		{Config{Name: "w", URL: "https://k2/"}, Options{ErrorHandler: testErrorHandler}, "entity_sets: at least one"},
 	}
 	for _, tt := range tests {
 		_, err := New(tt.src, tt.opts)
@@ -746,7 +746,7 @@ func TestHeadRequest(t *testing.T) {
 
 func TestConcurrentUsersStayIsolated(t *testing.T) {
 	u := newK2Upstream(t)
-	s := newTestService(t, u, func(src *Source) { src.CacheTTL = time.Hour; src.PageSize = 3 })
+	s := newTestService(t, u, func(src *Config) { src.CacheTTL = time.Hour; src.PageSize = 3 })
 	users := []string{"alice", "bob", "carol", "alice", "bob", "carol"}
 	type result struct {
 		user string
@@ -794,7 +794,7 @@ func TestConcurrentUsersStayIsolated(t *testing.T) {
 func TestBareArrayUpstream(t *testing.T) {
 	u := newK2Upstream(t)
 	u.body = `[{"serialNumber":"b","status":"Open"},{"serialNumber":"a","status":"Done"}]`
-	s := newTestService(t, u, func(src *Source) { src.EntitySets[1].Items = "" })
+	s := newTestService(t, u, func(src *Config) { src.EntitySets[1].Items = "" })
 	f := decodeFeed(t, get(t, s, target("Tasks", "$select", "serialNumber,status"), "alice", &bearer{token: "alice"}))
 	if len(f.Value) != 2 || f.Value[0]["serialNumber"] != "a" || f.Value[1]["status"] != "Open" {
 		t.Errorf("got %v, want a/Done then b/Open", f.Value)
@@ -806,7 +806,7 @@ func TestBareArrayUpstream(t *testing.T) {
 
 func TestUpstreamIgnoresPaging(t *testing.T) {
 	u := newK2Upstream(t) // answers every page with the whole list
-	s := newTestService(t, u, func(src *Source) {
+	s := newTestService(t, u, func(src *Config) {
 		src.EntitySets[1].Paging = Paging{Style: "page", Param: "page", Size: 10}
 	})
 	w := get(t, s, "Tasks", "alice", &bearer{token: "alice"})
@@ -817,9 +817,9 @@ func TestUpstreamIgnoresPaging(t *testing.T) {
 
 func TestSkipTokenFromAnotherSecret(t *testing.T) {
 	u := newK2Upstream(t)
-	a := newTestService(t, u, func(src *Source) { src.PageSize = 5 })
+	a := newTestService(t, u, func(src *Config) { src.PageSize = 5 })
 	sets, _ := Preset(PresetK2Workflow)
-	b, err := New(Source{Name: "workflow", URL: u.srv.URL + upstreamBase, PublicBase: publicBase, EntitySets: sets, PageSize: 5},
+	b, err := New(Config{Name: "workflow", URL: u.srv.URL + upstreamBase, PublicBase: publicBase, EntitySets: sets, PageSize: 5},
 		Options{Client: u.srv.Client(), Secret: []byte("another-secret"), ErrorHandler: testErrorHandler})
 	if err != nil {
 		t.Fatal(err)
@@ -843,7 +843,7 @@ func TestUpstreamTimeout(t *testing.T) {
 	sets, _ := Preset(PresetK2Workflow)
 	client := up.Client()
 	client.Timeout = 20 * time.Millisecond
-	s, err := New(Source{Name: "workflow", URL: up.URL + "/", EntitySets: sets}, Options{Client: client, ErrorHandler: testErrorHandler})
+	s, err := New(Config{Name: "workflow", URL: up.URL + "/", EntitySets: sets}, Options{Client: client, ErrorHandler: testErrorHandler})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -863,7 +863,7 @@ func TestAuthorizerErrorIsHandedOn(t *testing.T) {
 	u := newK2Upstream(t)
 	var got error
 	sets, _ := Preset(PresetK2Workflow)
-	s, err := New(Source{Name: "workflow", URL: u.srv.URL + upstreamBase, EntitySets: sets},
+	s, err := New(Config{Name: "workflow", URL: u.srv.URL + upstreamBase, EntitySets: sets},
 		Options{ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { got = err }})
 	if err != nil {
 		t.Fatal(err)
@@ -881,7 +881,7 @@ func TestCacheRowBudget(t *testing.T) {
 	u := newK2Upstream(t)
 	// alice's 53 tasks fit a 56-row budget; adding bob's 4 pushes alice
 	// out, and alice's return pushes bob out.
-	s := newTestService(t, u, func(src *Source) { src.CacheTTL = time.Hour; src.CacheRows = 56 })
+	s := newTestService(t, u, func(src *Config) { src.CacheTTL = time.Hour; src.CacheRows = 56 })
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s.cache.now = func() time.Time { return now }
 	read := func(user string) {

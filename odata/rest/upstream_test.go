@@ -209,13 +209,13 @@ func testErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 const publicBase = "https://bridge.example.com/odata/workflow/"
 
 // newTestService builds the k2-workflow service against the test upstream.
-func newTestService(t *testing.T, u *k2Upstream, edit func(*Source)) *Service {
+func newTestService(t *testing.T, u *k2Upstream, edit func(*Config)) *Service {
 	t.Helper()
 	sets, err := Preset(PresetK2Workflow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := Source{Name: "workflow", URL: u.srv.URL + upstreamBase, PublicBase: publicBase, EntitySets: sets}
+	src := Config{Name: "workflow", URL: u.srv.URL + upstreamBase, PublicBase: publicBase, EntitySets: sets}
 	if edit != nil {
 		edit(&src)
 	}
