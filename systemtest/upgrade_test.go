@@ -104,8 +104,8 @@ func buildRelease(t testing.TB, commit string) *release {
 		}
 		archive := exec.Command("git", "-C", "..", "archive", commit)
 		untar := exec.Command("tar", "-x", "-C", dir)
-		var errs bytes.Buffer
-		archive.Stderr, untar.Stderr = &errs, &errs
+		var archiveErrs, untarErrs bytes.Buffer // one each: the two write at once
+		archive.Stderr, untar.Stderr = &archiveErrs, &untarErrs
 		if untar.Stdin, err = archive.StdoutPipe(); err != nil {
 			return nil, err
 		}
@@ -113,10 +113,10 @@ func buildRelease(t testing.TB, commit string) *release {
 			return nil, err
 		}
 		if err := archive.Run(); err != nil {
-			return nil, fmt.Errorf("git archive %s: %v: %s", commit, err, errs.String())
+			return nil, fmt.Errorf("git archive %s: %v: %s", commit, err, archiveErrs.String())
 		}
 		if err := untar.Wait(); err != nil {
-			return nil, fmt.Errorf("tar: %v: %s", err, errs.String())
+			return nil, fmt.Errorf("tar: %v: %s", err, untarErrs.String())
 		}
 		tool := filepath.Join(dir, "cmd", "systemtest-endsubject")
 		if err := os.MkdirAll(tool, 0o755); err != nil {
