@@ -131,7 +131,13 @@ func (l *Ledger) Refreshes(ctx context.Context, source string) ([]RefreshRun, er
 	if l.mem != nil {
 		l.mem.mu.Lock()
 		defer l.mem.mu.Unlock()
-		return append([]RefreshRun(nil), l.mem.history[source]...), nil
+		hist := l.mem.history[source]
+		hist = hist[max(0, len(hist)-RefreshHistoryLen):]
+		out := make([]RefreshRun, len(hist))
+		for i, r := range hist {
+			out[len(hist)-1-i] = r // newest first
+		}
+		return out, nil
 	}
 	raws, err := l.rdb.LRange(ctx, l.historyKey(source), 0, RefreshHistoryLen-1).Result()
 	if err != nil {

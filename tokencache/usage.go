@@ -573,9 +573,11 @@ func (m *memLedger) apply(now time.Time, pending map[counter]int64, last map[str
 		h.raw[src] = v
 	}
 	for _, r := range finished {
-		hist := append([]RefreshRun{r}, m.history[r.Source]...)
-		if len(hist) > RefreshHistoryLen {
-			hist = hist[:RefreshHistoryLen]
+		// Oldest first, appended: a refresh costs no copy of the history,
+		// and the oldest half goes only when twice the bound is reached.
+		hist := append(m.history[r.Source], r)
+		if len(hist) >= 2*RefreshHistoryLen {
+			hist = append([]RefreshRun(nil), hist[len(hist)-RefreshHistoryLen:]...)
 		}
 		m.history[r.Source] = hist
 	}
