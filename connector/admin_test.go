@@ -374,7 +374,7 @@ func TestCSVSafe(t *testing.T) {
 
 func TestEntitySet(t *testing.T) {
 	tests := []struct{ path, want string }{
-		{"People", "People"}, {"People('a%2Fb')/Orders", "People"}, {"", ""}, {"$metadata", ""}, {"%24batch", ""}, {"Items(1)", "Items"},
+		{"People", "People"}, {"People('a%2Fb')/Orders", ""}, {"", ""}, {"$metadata", ""}, {"%24batch", ""}, {"Items(1)", ""}, {"Items/$count", ""},
 	}
 	for _, tt := range tests {
 		if got := entitySetOf(tt.path); got != tt.want {

@@ -87,15 +87,14 @@ func (w *tailWriter) more() int {
 	return 0
 }
 
-// entitySetOf is the entity set a relay path reads, or "" for the service
-// document, $metadata, $batch and the like.
+// entitySetOf is the entity set a relay path pages through, or "" for
+// anything a refresh does not page: the service document, $metadata, $batch,
+// one entity by its key, a navigation or a $count.
 func entitySetOf(path string) string {
-	seg, _, _ := strings.Cut(path, "/")
-	seg, _, _ = strings.Cut(seg, "(")
-	if seg == "" || strings.HasPrefix(seg, "$") || strings.HasPrefix(seg, "%24") {
+	if path == "" || strings.ContainsAny(path, "/(") || strings.HasPrefix(path, "$") || strings.HasPrefix(path, "%24") {
 		return ""
 	}
-	return seg
+	return path
 }
 
 // following reports whether a query asks for a page after the first.
