@@ -14,6 +14,7 @@ import (
 
 	"github.com/odata-bridge/bridge/demo"
 	"github.com/odata-bridge/bridge/internal/signin"
+	"github.com/odata-bridge/bridge/odata"
 )
 
 // runDemo starts the demo world and the bridge in front of it.
@@ -84,8 +85,10 @@ func demoConfig(world *demo.World, public string) (*Config, error) {
 	cfg.IdP.ClientSecret = world.ClientSecret
 	cfg.Admins = world.Users[:1] // the demo provider's subject is the user name
 	cfg.Sources = []SourceConfig{
-		{Name: "smartobjects", Title: "K2 SmartObjects (OData v4)", Kind: "odata", URL: world.ODataV4URL, Auth: "user", HeaderTimeout: Duration(60 * time.Second)},
-		{Name: "smartobjects-v3", Title: "K2 SmartObjects (OData v3)", Kind: "odata", URL: world.ODataV3URL, Auth: "user", HeaderTimeout: Duration(60 * time.Second)},
+		{Name: "smartobjects", Title: "K2 SmartObjects (OData v4)", Kind: "odata", URL: world.ODataV4URL, Auth: "user", HeaderTimeout: Duration(60 * time.Second),
+			ODataVersion: odata.Version4, RepeatTTL: Duration(30 * time.Second), ReadAhead: 1},
+		{Name: "smartobjects-v3", Title: "K2 SmartObjects (OData v3)", Kind: "odata", URL: world.ODataV3URL, Auth: "user", HeaderTimeout: Duration(60 * time.Second),
+			ODataVersion: odata.Version3, RepeatTTL: Duration(30 * time.Second), ReadAhead: 1},
 		{Name: "workflow", Title: "K2 Workflow", Kind: "rest", Preset: "k2-workflow", URL: world.WorkflowURL, Auth: "user", HeaderTimeout: Duration(60 * time.Second)},
 	}
 	if err := cfg.Validate(); err != nil {

@@ -396,3 +396,31 @@ func TestDemoCommandPrintsWhatWorks(t *testing.T) {
 		t.Errorf("GET %s = %d, want 200", metricsURL, got)
 	}
 }
+
+// TestDemoVersionsKnownAtStart: every demo source's OData version is in
+// /api/sources before any feed is read, so the connector opens a v3 source
+// the v3 way right after a start.
+func TestDemoVersionsKnownAtStart(t *testing.T) {
+	d := startDemo(t)
+	resp, err := http.Get(d.url + "/api/sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []struct {
+		Name         string  `json:"name"`
+		ODataVersion *string `json:"odata_version"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"smartobjects": "4.0", "smartobjects-v3": "3.0", "workflow": "4.0"}
+	for _, s := range list {
+		if s.ODataVersion == nil || *s.ODataVersion != want[s.Name] {
+			t.Errorf("%s: odata_version %v, want %q", s.Name, s.ODataVersion, want[s.Name])
+		}
+	}
+	if len(list) != len(want) {
+		t.Errorf("%d sources, want %d", len(list), len(want))
+	}
+}
