@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -311,28 +310,8 @@ func (c *call) usedAhead(e *kept) bool {
 	return true
 }
 
-// serveKept writes a kept response: its headers, and its body compressed when the client
-// accepts gzip.
-func (c *call) serveKept(e *kept) {
-	h := c.w.Header()
-	delete(h, "Odata-Version")
-	for k, v := range e.header {
-		h[k] = slices.Clone(v)
-	}
-	if c.gzipOK {
-		h.Set("Content-Encoding", "gzip")
-		c.w.WriteHeader(http.StatusOK)
-		gz := getGzip(&c.out)
-		gz.Write(e.body)
-		gz.Close()
-		putGzip(gz)
-	} else {
-		h.Set("Content-Length", strconv.Itoa(len(e.body)))
-		c.w.WriteHeader(http.StatusOK)
-		c.out.Write(e.body)
-	}
-	c.st.m.sent(c.out.n)
-}
+// serveKept writes a kept response.
+func (c *call) serveKept(e *kept) { c.serveBody(e.header, e.body) }
 
 // keepBuffer passes writes on and keeps a copy for a flight, within maxKept and the
 // relay's budget; past either it keeps nothing and releases its bytes, and the flight's

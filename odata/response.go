@@ -449,23 +449,27 @@ func (c *call) releaseRewriter() {
 }
 
 // serveCached answers a $metadata request from the per-user cache.
-func (c *call) serveCached(e *metaEntry) {
+func (c *call) serveCached(e *metaEntry) { c.serveBody(e.header, e.body) }
+
+// serveBody writes a 200 the relay holds whole: its headers, and its body
+// compressed when the client accepts gzip.
+func (c *call) serveBody(header http.Header, body []byte) {
 	h := c.w.Header()
 	delete(h, "Odata-Version")
-	for k, v := range e.header {
+	for k, v := range header {
 		h[k] = slices.Clone(v)
 	}
 	if c.gzipOK {
 		h.Set("Content-Encoding", "gzip")
 		c.w.WriteHeader(http.StatusOK)
 		gz := getGzip(&c.out)
-		gz.Write(e.body)
+		gz.Write(body)
 		gz.Close()
 		putGzip(gz)
 	} else {
-		h.Set("Content-Length", strconv.Itoa(len(e.body)))
+		h.Set("Content-Length", strconv.Itoa(len(body)))
 		c.w.WriteHeader(http.StatusOK)
-		c.out.Write(e.body)
+		c.out.Write(body)
 	}
 	c.st.m.sent(c.out.n)
 }
