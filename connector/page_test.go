@@ -51,6 +51,28 @@ func artifactDir(t *testing.T) string {
 // processes (crashpad, the GPU process) may still write to it for a moment
 // after the browser exits, which makes t.TempDir's cleanup fail with
 // "directory not empty"; this one is removed with retries instead.
+// browserContext starts headless Chromium (exe) on a profile of its own, as
+// this machine allows it (no sandbox, no GPU, no background networking), and
+// returns its context, which ends with the test or after timeout.
+func browserContext(t *testing.T, exe string, timeout time.Duration) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(profileDir(t)),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelBrowser := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	t.Cleanup(func() { cancel(); cancelBrowser(); cancelAlloc() })
+	return ctx
+}
+
 func profileDir(t *testing.T) string {
 	dir, err := os.MkdirTemp("", "bridge-chromium-")
 	if err != nil {
@@ -89,22 +111,7 @@ func TestSignInPageWalk(t *testing.T) {
 	})
 	dir := artifactDir(t)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(exe),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(profileDir(t)),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 120*time.Second)
-	defer cancel()
+	ctx := browserContext(t, exe, 120*time.Second)
 
 	// confirm() dialogs are answered with accept, and counted.
 	var accept atomic.Bool
