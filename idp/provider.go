@@ -89,9 +89,9 @@ func MultiTenant(issuer string) bool {
 
 // sharedSegment is the shared tenant segment of an Entra issuer, or "".
 func sharedSegment(issuer string) string {
-	for _, t := range []string{"/common/", "/organizations/", "/consumers/"} {
-		if strings.Contains(issuer+"/", t) {
-			return t
+	for _, t := range sharedTenants {
+		if seg := "/" + t + "/"; strings.Contains(issuer+"/", seg) {
+			return seg
 		}
 	}
 	return ""

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/odata-bridge/bridge/fault"
@@ -40,12 +41,11 @@ func ValidTenant(s string) bool {
 // sharedTenant reports whether an Entra tenant segment is one of the
 // multi-tenant ones, which name no tenant of their own.
 func sharedTenant(s string) bool {
-	switch strings.ToLower(s) {
-	case "", "common", "organizations", "consumers":
-		return true
-	}
-	return false
+	return s == "" || slices.Contains(sharedTenants, strings.ToLower(s))
 }
+
+// sharedTenants are Entra's tenant segments that stand for many tenants.
+var sharedTenants = []string{"common", "organizations", "consumers"}
 
 // resolveTenants returns the tenant IDs of tenants, lower-cased. A tenant
 // ID stands for itself; a domain name is looked up in the discovery
