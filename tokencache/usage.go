@@ -2,7 +2,7 @@ package tokencache
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -21,7 +21,7 @@ import (
 // "metric|name". Names are source names, user subjects and feed-key IDs, never request
 // paths, so the number of fields is bounded by what is configured and who signs in:
 //
-//	{prefix}usage:h:{unix hour}  req|src bytes|src us|src e4|src e5|src t0|src … t10|src  (kept HourRetention)
+//	{prefix}usage:h:{unix hour}  req|src bytes|src rows|src us|src e4|src e5|src t0|src … t10|src  (kept HourRetention)
 //	{prefix}usage:u:{unix day}   req|subject bytes|subject                             (kept DayRetention)
 //	{prefix}usage:k:{unix day}   req|key ID bytes|key ID                                (kept DayRetention)
 //	{prefix}usage:last           src → "status unix-ms" of the last answer
@@ -37,8 +37,6 @@ const (
 	RefreshHistoryLen = 500
 	// AuditLen is about how many audit events are kept (Redis trims approximately).
 	AuditLen = 10000
-	// maxRuns bounds the refreshes followed at once on one replica.
-	maxRuns = 10000
 )
 
 // LatencyBounds are the upper bounds of the upstream-time histogram kept per source and
@@ -72,8 +70,11 @@ type Ledger struct {
 	mu       sync.Mutex
 	pending  map[tally]*sums
 	last     map[string]lastSeen // per source, not yet written
-	runs     map[runKey]*run     // refreshes in progress on this replica
-	finished []RefreshRun        // ended refreshes, not yet written
+	runs     map[runKey]*run     // refreshes in progress, in memory only
+	finished []RefreshRun        // ended refreshes, not yet written, in memory only
+	queued   []pageAt            // pages not yet applied in Redis
+	dropped  int                 // pages left out since the last write
+	kick     chan struct{}       // a page was queued
 	mem      *memLedger          // nil with Redis
 
 	flushMu   sync.Mutex // one flush at a time
@@ -96,8 +97,8 @@ type tally struct {
 
 // sums are one tally's counts; users and keys use requests and bytes only.
 type sums struct {
-	requests, bytes, us, e4, e5 int64
-	latency                     [len(LatencyBounds) + 1]int64
+	requests, bytes, rows, us, e4, e5 int64
+	latency                           [len(LatencyBounds) + 1]int64
 }
 
 // lastSeen is the last answer of a source.
@@ -128,6 +129,7 @@ func (l *Ledger) counters(t tally, n *sums, into map[counter]int64) {
 	if t.kind != 'h' {
 		return
 	}
+	add("rows", n.rows)
 	add("us", n.us)
 	add("e4", n.e4)
 	add("e5", n.e5)
@@ -158,6 +160,7 @@ func NewLedger(opts LedgerOptions) *Ledger {
 		pending:  map[tally]*sums{},
 		last:     map[string]lastSeen{},
 		runs:     map[runKey]*run{},
+		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -189,6 +192,14 @@ func (l *Ledger) flusher() {
 		select {
 		case <-l.stop:
 			return
+		case <-l.kick:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			l.flushMu.Lock()
+			if err := l.writeRuns(ctx); err != nil {
+				l.log.Warn("tokencache: following refreshes failed; those pages are left out", "err", err)
+			}
+			l.flushMu.Unlock()
+			cancel()
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := l.Flush(ctx); err != nil {
@@ -217,6 +228,7 @@ type Use struct {
 	KeyID    string        // the feed key's ID; "": not a feed key
 	Status   int           // the answer's status
 	Bytes    int64         // response body bytes sent
+	Rows     int64         // entities relayed, where the answer could be read (see Page)
 	Upstream time.Duration // time spent serving the request
 }
 
@@ -239,6 +251,7 @@ func (l *Ledger) Record(u Use) {
 	src := l.sum(tally{'h', hour, u.Source})
 	src.requests++
 	src.bytes += u.Bytes
+	src.rows += max(u.Rows, 0)
 	src.us += us
 	src.latency[latencyBucket(u.Upstream)]++
 	switch {
@@ -273,6 +286,7 @@ func (l *Ledger) retention(hash string) time.Duration {
 func (l *Ledger) Flush(ctx context.Context) error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
+	runErr := l.writeRuns(ctx)
 	l.mu.Lock()
 	l.sweepRuns(l.now())
 	tallies, seen, finished := l.pending, l.last, l.finished
@@ -287,7 +301,7 @@ func (l *Ledger) Flush(ctx context.Context) error {
 		last[src] = strconv.Itoa(v.status) + " " + strconv.FormatInt(v.ms, 10)
 	}
 	if len(pending) == 0 && len(last) == 0 && len(finished) == 0 {
-		return nil
+		return runErr
 	}
 	if l.mem != nil {
 		l.mem.apply(l.now(), pending, last, finished, l.retention)
@@ -309,15 +323,9 @@ func (l *Ledger) Flush(ctx context.Context) error {
 			}
 			p.HSet(ctx, l.prefix+"usage:last", vals...)
 		}
-		for _, r := range finished {
-			raw, _ := json.Marshal(r)
-			k := l.historyKey(r.Source)
-			p.LPush(ctx, k, raw)
-			p.LTrim(ctx, k, 0, RefreshHistoryLen-1)
-		}
 		return nil
 	})
-	return unavailable(err)
+	return errors.Join(runErr, unavailable(err))
 }
 
 // SourceHour is one source's usage in one clock hour.
@@ -326,6 +334,7 @@ type SourceHour struct {
 	Hour       time.Time // start of the hour, UTC
 	Requests   int64
 	Bytes      int64
+	Rows       int64 // entities of the collections relayed, where they could be read
 	UpstreamUS int64 // microseconds, summed over the requests
 	Errors4xx  int64
 	Errors5xx  int64
@@ -423,6 +432,8 @@ func (l *Ledger) Hours(ctx context.Context, since time.Time) ([]SourceHour, erro
 				sh.Requests = n
 			case "bytes":
 				sh.Bytes = n
+			case "rows":
+				sh.Rows = n
 			case "us":
 				sh.UpstreamUS = n
 			case "e4":

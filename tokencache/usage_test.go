@@ -16,11 +16,20 @@ import (
 // BRIDGE_TEST_REDIS_URL is set, else miniredis), or, for memory, one Ledger twice.
 func ledgerPair(t *testing.T, backend string, now func() time.Time) (*Ledger, *Ledger) {
 	t.Helper()
-	if backend == "memory" {
+	var rdb redis.UniversalClient
+	switch backend {
+	case "memory":
 		l := NewLedger(LedgerOptions{Now: now, FlushInterval: -1})
 		return l, l
+	case "cluster":
+		e := clusterEnv(t)
+		if e == nil {
+			t.Skip("no Redis Cluster")
+		}
+		rdb = e.client
+	default:
+		rdb = rateRedis(t)
 	}
-	rdb := rateRedis(t)
 	b := make([]byte, 6)
 	rand.Read(b)
 	prefix := "test-" + hex.EncodeToString(b) + ":"
@@ -153,62 +162,6 @@ func TestLedgerRetention(t *testing.T) {
 	_ = l.Flush(ctx)
 	if d, _ := l.Days(ctx, start, false); len(d) != 0 {
 		t.Errorf("days after %v: got %+v, want none", now.Sub(start), d)
-	}
-}
-
-func TestLedgerRefreshRuns(t *testing.T) {
-	for _, backend := range []string{"memory", "redis"} {
-		t.Run(backend, func(t *testing.T) {
-			ctx := context.Background()
-			now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-			l, _ := ledgerPair(t, backend, func() time.Time { return now })
-			page := func(set string, following bool, more, status int) {
-				now = now.Add(time.Second)
-				l.Page(Page{Source: "k2", Subject: "alice", EntitySet: set, Following: following, More: more, Status: status, Bytes: 10, Duration: 100 * time.Millisecond})
-			}
-			// Complete: three pages, the last without a next link; the first asked twice.
-			page("Orders", false, 1, 200)
-			page("Orders", false, 1, 200)
-			page("Orders", true, 1, 200)
-			page("Orders", true, 0, 200)
-			// Abandoned: two pages with next links, then a pause.
-			page("Items", false, 1, 200)
-			page("Items", true, 1, 200)
-			// Error.
-			page("Tasks", false, 1, 200)
-			page("Tasks", true, 1, 503)
-			now = now.Add(2 * time.Minute)
-			if err := l.Flush(ctx); err != nil {
-				t.Fatal(err)
-			}
-			runs, err := l.Refreshes(ctx, "k2")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := map[string]RefreshRun{}
-			for _, r := range runs {
-				got[r.EntitySet] = r
-			}
-			tests := []struct {
-				set     string
-				pages   int
-				outcome string
-				status  int
-			}{
-				{"Orders", 3, RefreshComplete, 0},
-				{"Items", 2, RefreshAbandoned, 0},
-				{"Tasks", 2, RefreshError, 503},
-			}
-			if len(runs) != len(tests) {
-				t.Errorf("runs: got %d, want %d: %+v", len(runs), len(tests), runs)
-			}
-			for _, tt := range tests {
-				r := got[tt.set]
-				if r.Pages != tt.pages || r.Outcome != tt.outcome || r.Status != tt.status || r.Subject != "alice" || r.Bytes < int64(10*tt.pages) {
-					t.Errorf("%s: got %+v, want %d pages, outcome %s, status %d", tt.set, r, tt.pages, tt.outcome, tt.status)
-				}
-			}
-		})
 	}
 }
 
