@@ -85,6 +85,7 @@ type hourExport struct {
 	Hour       string  `json:"hour"`
 	Requests   int64   `json:"requests"`
 	Bytes      int64   `json:"bytes"`
+	Rows       int64   `json:"rows"`
 	UpstreamUS int64   `json:"upstream_us"`
 	Errors4xx  int64   `json:"errors_4xx"`
 	Errors5xx  int64   `json:"errors_5xx"`
@@ -375,7 +376,7 @@ func (s *Server) usageJSON(c *gin.Context) {
 		return
 	}
 	for _, h := range hours {
-		out.Hours = append(out.Hours, hourExport{Source: h.Source, Hour: h.Hour.Format(time.RFC3339), Requests: h.Requests, Bytes: h.Bytes,
+		out.Hours = append(out.Hours, hourExport{Source: h.Source, Hour: h.Hour.Format(time.RFC3339), Requests: h.Requests, Bytes: h.Bytes, Rows: h.Rows,
 			UpstreamUS: h.UpstreamUS, Errors4xx: h.Errors4xx, Errors5xx: h.Errors5xx, Latency: h.Latency[:]})
 	}
 	for _, p := range users {
