@@ -38,6 +38,11 @@ type Event struct {
 
 func (l *Ledger) auditKey() string { return l.prefix + "audit" }
 
+// In Redis an event is sealed whole, bound to the stream's key, so a reader of Redis
+// sees neither subject nor e-mail address, and an event copied into another stream
+// does not open there (it is left out). Events the release before sealing wrote, JSON
+// in clear, are still read.
+
 // Audit appends e to the trail (Time is set when zero); about AuditLen events are kept.
 func (l *Ledger) Audit(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
@@ -52,8 +57,12 @@ func (l *Ledger) Audit(ctx context.Context, e Event) error {
 		}
 		return nil
 	}
+	if l.err != nil {
+		return l.err
+	}
 	raw, _ := json.Marshal(e)
-	err := l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.auditKey(), MaxLen: AuditLen, Approx: true, Values: []any{"e", raw}}).Err()
+	sealed := l.ring.seal(raw, l.auditKey(), "")
+	err := l.rdb.XAdd(ctx, &redis.XAddArgs{Stream: l.auditKey(), MaxLen: AuditLen, Approx: true, Values: []any{"e", sealed}}).Err()
 	return unavailable(err)
 }
 
@@ -68,15 +77,19 @@ func (l *Ledger) AuditTrail(ctx context.Context, n int) ([]Event, error) {
 		}
 		return out, nil
 	}
+	if l.err != nil {
+		return nil, l.err
+	}
 	msgs, err := l.rdb.XRevRangeN(ctx, l.auditKey(), "+", "-", int64(n)).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
 	out := make([]Event, 0, len(msgs))
 	for _, m := range msgs {
-		raw, _ := m.Values["e"].(string)
+		stored, _ := m.Values["e"].(string)
+		raw, ok := l.openRecord([]byte(stored), l.auditKey(), "")
 		var e Event
-		if json.Unmarshal([]byte(raw), &e) == nil {
+		if ok && json.Unmarshal(raw, &e) == nil {
 			out = append(out, e)
 		}
 	}
@@ -85,6 +98,11 @@ func (l *Ledger) AuditTrail(ctx context.Context, n int) ([]Event, error) {
 
 // First reports whether this is the first call with marker within ttl across every
 // replica: a feed key's first use, a caller's first rate limit in an hour.
+//
+// A marker may name a person (an organizational caller's ID), so in Redis it is named by
+// its HMAC under the newest key, {prefix}first:{HMAC}. A marker set under an older key
+// or in clear (by the release before) still counts: First sets the new name and, in the
+// same round trip, looks for the others.
 func (l *Ledger) First(ctx context.Context, marker string, ttl time.Duration) (bool, error) {
 	if l.mem != nil {
 		now := l.now()
@@ -103,11 +121,33 @@ func (l *Ledger) First(ctx context.Context, marker string, ttl time.Duration) (b
 		l.mem.flags[marker] = now.Add(ttl)
 		return true, nil
 	}
-	ok, err := l.rdb.SetNX(ctx, l.prefix+"first:"+marker, "1", ttl).Result()
+	if l.err != nil {
+		return false, l.err
+	}
+	names := l.ring.names(l.prefix+"first:", "ledger first\x00"+marker)
+	var set *redis.BoolCmd
+	var older []*redis.IntCmd
+	// One EXISTS per key: on a Cluster the names lie in different slots.
+	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetNX(ctx, names[0], "1", ttl)
+		for _, n := range names[1:] {
+			older = append(older, p.Exists(ctx, n))
+		}
+		older = append(older, p.Exists(ctx, l.prefix+"first:"+marker))
+		return nil
+	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return false, unavailable(err)
 	}
-	return ok, nil
+	if !set.Val() {
+		return false, nil
+	}
+	for _, c := range older {
+		if c.Val() > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // TokenSession returns the session a bridge access or refresh token points to, without

@@ -25,6 +25,14 @@
 // its input so that a session is removed by its ID; a use or a sign-in costs the same
 // whatever the number of sessions of its subject (see index.go).
 //
+// # Operators' records
+//
+// The Ledger (usage counters, refresh history, refreshes in progress and the audit
+// trail) takes the Store's keys (LedgerOptions.Keys) and keeps no subject, e-mail
+// address or session prefix in clear in Redis: users are named by HMACs under the
+// newest key, and their subjects, the events and the refreshes are sealed, bound to
+// their Redis key. See usage.go.
+//
 // # Upgrades
 //
 // Every value starts with its version. Replicas of different releases may share one

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -174,21 +175,12 @@ func (e *env) dump(t testing.TB) map[string][]byte {
 	ctx := context.Background()
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
-		var mu sync.Mutex
 		for iter.Next(ctx) {
-			v, err := c.Get(ctx, iter.Val()).Bytes()
-			if err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE") {
-				// The subject index is a sorted set: its members are its value.
-				var members []string
-				members, err = c.ZRange(ctx, iter.Val(), 0, -1).Result()
-				v = []byte(strings.Join(members, ""))
-			}
+			v, err := dumpKey(ctx, c, iter.Val())
 			if err != nil && err != redis.Nil {
 				return err
 			}
-			mu.Lock()
 			out[iter.Val()] = v
-			mu.Unlock()
 		}
 		return iter.Err()
 	}
@@ -210,6 +202,44 @@ func (e *env) dump(t testing.TB) map[string][]byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// dumpKey returns what the key holds, whatever its type, as one byte string: a
+// string's value; the members of a sorted set or list; a hash's fields and values; a
+// stream's fields and values.
+func dumpKey(ctx context.Context, c *redis.Client, key string) ([]byte, error) {
+	typ, err := c.Type(ctx, key).Result()
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	switch typ {
+	case "string":
+		return c.Get(ctx, key).Bytes()
+	case "zset":
+		parts, err = c.ZRange(ctx, key, 0, -1).Result()
+	case "list":
+		parts, err = c.LRange(ctx, key, 0, -1).Result()
+	case "hash":
+		var m map[string]string
+		m, err = c.HGetAll(ctx, key).Result()
+		for f, v := range m {
+			parts = append(parts, f, v)
+		}
+	case "stream":
+		var msgs []redis.XMessage
+		msgs, err = c.XRange(ctx, key, "-", "+").Result()
+		for _, m := range msgs {
+			for f, v := range m.Values {
+				parts = append(parts, f, fmt.Sprint(v))
+			}
+		}
+	case "none":
+		return nil, redis.Nil // gone since the scan
+	default:
+		return nil, fmt.Errorf("key %s: type %s not dumped", key, typ)
+	}
+	return []byte(strings.Join(parts, "\x00")), err
 }
 
 func (e *env) cleanup(t testing.TB) {

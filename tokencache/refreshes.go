@@ -20,12 +20,20 @@ import (
 // With Redis, the refreshes in progress are kept in the store, so a refresh whose pages
 // a load balancer spreads over several replicas is followed as one:
 //
-//	{prefix}{runs}       hash: caller and entity set → the refresh so far (JSON)
+//	{prefix}{runs}       hash: caller and entity set → the refresh so far (sealed JSON)
 //	{prefix}{runs}:last  sorted set: the same fields, scored by the last page's unix ms
 //
 // Each replica applies its pages as they are served (not with the once-a-second
 // counters), by reading the run and writing it back only if no other replica changed it
 // meanwhile. One decision, step, applies a page in memory and in Redis alike.
+//
+// The caller is a subject, so a field is the HMAC of source, subject and entity set under
+// the newest key (runField), and the run is sealed, bound to the hash and the field. A
+// key rotation thus renames the runs in progress: pages after it start a new run, and
+// the one under the old name, which no page reaches any more, ends as abandoned once it
+// paused longer than the gap, as any other would. The same holds for a run the release
+// before sealing left in clear (its field holds the subject), which is still read and
+// ended. A finished refresh is sealed in the history, bound to the source's list.
 
 // Outcomes of a refresh.
 const (
@@ -73,6 +81,12 @@ type run struct {
 type runKey struct{ source, subject, set string }
 
 func (k runKey) field() string { return k.source + "\x1f" + k.subject + "\x1f" + k.set }
+
+// runField names the run of k in {prefix}{runs}: an HMAC under the newest key, apart from
+// every other name the keyring gives (the label).
+func (l *Ledger) runField(k runKey) string {
+	return l.ring.name(0, "", "ledger run\x00"+k.field())
+}
 
 // pageAt is a page and when it was served, waiting to be applied in Redis.
 type pageAt struct {
@@ -149,6 +163,9 @@ func (l *Ledger) stale(r *run, now time.Time) bool { return now.Sub(r.Last) > l.
 // followed at once; with Redis the page is applied in the store by the ledger's writer,
 // right away, and finished refreshes are written to the history.
 func (l *Ledger) Page(p Page) {
+	if l.err != nil {
+		return
+	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,7 +227,7 @@ return 1`)
 // runChange is the writing back of one run after its pages or a pause were applied.
 type runChange struct {
 	field    string
-	old, new string // JSON; "": none
+	old, new string // as stored (sealed; JSON from the release before); "": none
 	last     time.Time
 	pages    []pageAt // applied, kept to apply again after a conflict
 	ended    []RefreshRun
@@ -222,7 +239,7 @@ func (l *Ledger) applyPages(ctx context.Context, pages []pageAt, now time.Time) 
 	byField := map[string][]pageAt{}
 	var order []string
 	for _, p := range pages {
-		f := runKey{p.Source, p.Subject, p.EntitySet}.field()
+		f := l.runField(runKey{p.Source, p.Subject, p.EntitySet})
 		if byField[f] == nil {
 			order = append(order, f)
 		}
@@ -298,16 +315,21 @@ func (l *Ledger) applyPages(ctx context.Context, pages []pageAt, now time.Time) 
 	return ended, nil
 }
 
-// change applies pages to the run stored as old (JSON, "" for none) and ends it if it
-// paused longer than the gap by now.
+// change applies pages to the run stored as old ("" for none) and ends it if it paused
+// longer than the gap by now.
 func (l *Ledger) change(field, old string, pages []pageAt, now time.Time) runChange {
 	c := runChange{field: field, old: old, pages: pages}
 	var r *run
 	if old != "" {
 		r = new(run)
-		if json.Unmarshal([]byte(old), r) != nil {
+		raw, ok := l.openRecord([]byte(old), l.runsKey(), field)
+		if !ok || json.Unmarshal(raw, r) != nil {
 			r = nil // unreadable: a new run replaces it
 		}
+	}
+	if r != nil && len(pages) == 0 && !l.stale(r, now) {
+		c.new = old // another replica moved it on since it was found paused: as it is
+		return c
 	}
 	for _, p := range pages {
 		var e []RefreshRun
@@ -320,7 +342,7 @@ func (l *Ledger) change(field, old string, pages []pageAt, now time.Time) runCha
 	}
 	if r != nil {
 		raw, _ := json.Marshal(r)
-		c.new, c.last = string(raw), r.Last
+		c.new, c.last = string(l.ring.seal(raw, l.runsKey(), field)), r.Last
 	}
 	return c
 }
@@ -340,14 +362,19 @@ func (l *Ledger) Refreshes(ctx context.Context, source string) ([]RefreshRun, er
 		}
 		return out, nil
 	}
-	raws, err := l.rdb.LRange(ctx, l.historyKey(source), 0, RefreshHistoryLen-1).Result()
+	if l.err != nil {
+		return nil, l.err
+	}
+	key := l.historyKey(source)
+	stored, err := l.rdb.LRange(ctx, key, 0, RefreshHistoryLen-1).Result()
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	out := make([]RefreshRun, 0, len(raws))
-	for _, raw := range raws {
+	out := make([]RefreshRun, 0, len(stored))
+	for _, s := range stored {
+		raw, ok := l.openRecord([]byte(s), key, "")
 		var r RefreshRun
-		if json.Unmarshal([]byte(raw), &r) == nil {
+		if ok && json.Unmarshal(raw, &r) == nil {
 			out = append(out, r)
 		}
 	}
@@ -375,7 +402,7 @@ func (l *Ledger) writeRuns(ctx context.Context) error {
 		for _, r := range ended {
 			raw, _ := json.Marshal(r)
 			k := l.historyKey(r.Source)
-			p.LPush(ctx, k, raw)
+			p.LPush(ctx, k, l.ring.seal(raw, k, ""))
 			p.LTrim(ctx, k, 0, RefreshHistoryLen-1)
 		}
 		return nil

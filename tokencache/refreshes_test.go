@@ -184,9 +184,7 @@ func TestLedgerRefreshConcurrentReplicas(t *testing.T) {
 
 // With Redis, a page is applied as soon as it is served, not with the counters.
 func TestLedgerAppliesPagesPromptly(t *testing.T) {
-	rdb := rateRedis(t)
-	l := NewLedger(LedgerOptions{Redis: rdb, Prefix: testPrefix(), FlushInterval: time.Hour})
-	defer l.Close()
+	l := redisEnv(t).ledger(t, LedgerOptions{FlushInterval: time.Hour})
 	l.Page(Page{Source: "k2", Subject: "alice", EntitySet: "Orders", More: 0, Rows: 3, Status: 200})
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -3,6 +3,7 @@ package tokencache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strconv"
@@ -22,12 +23,25 @@ import (
 // paths, so the number of fields is bounded by what is configured and who signs in:
 //
 //	{prefix}usage:h:{unix hour}  req|src bytes|src rows|src us|src e4|src e5|src t0|src … t10|src  (kept HourRetention)
-//	{prefix}usage:u:{unix day}   req|subject bytes|subject                             (kept DayRetention)
+//	{prefix}usage:u:{unix day}   req|user bytes|user who|user                          (kept DayRetention)
 //	{prefix}usage:k:{unix day}   req|key ID bytes|key ID                                (kept DayRetention)
 //	{prefix}usage:last           src → "status unix-ms" of the last answer
 //
 // Increments are summed in process and written every FlushInterval in one pipeline
 // (HINCRBY per field), so a small request costs a map update, not a round trip.
+//
+// A subject is personal data, so in Redis the ledger keeps none in clear, under the
+// Store's keys and rotation rules. A user's fields are named by an HMAC of the subject
+// under the newest key (userName); who|user holds the subject sealed, bound to the
+// bucket and the name, so Days can tell whose the counts are. It lives in the day's
+// hash, so it expires with the counts it names. The audit events, finished refreshes
+// and refreshes in progress are sealed whole, bound to their Redis key, and the
+// refreshes in progress and First's markers are named by HMACs as well (see
+// refreshes.go and audit.go). Source names and feed-key IDs (random, chosen by the
+// bridge) stay in clear: they name nobody.
+//
+// What the release before sealing wrote is still read: a JSON record (one that starts
+// with '{') as it is, and a user field without who|user as the subject it names.
 
 // Retention of the usage buckets.
 const (
@@ -55,6 +69,10 @@ type LedgerOptions struct {
 	Logger        *slog.Logger          // zero: discard
 	FlushInterval time.Duration         // how often counters and finished refreshes are written; zero: 1s; negative: only by Flush
 	RefreshGap    time.Duration         // a pause longer than this ends a refresh as abandoned; zero: 1m
+	// Keys seal and name the records in Redis, as the Store's Options.Keys do (the first
+	// seals and names, all open): pass the Store's. Required with Redis: without them the
+	// ledger writes nothing and its calls return an error. Unused in memory.
+	Keys []Key
 }
 
 // Ledger keeps usage counters, refresh history and the audit trail in memory or in
@@ -66,6 +84,8 @@ type Ledger struct {
 	log      *slog.Logger
 	interval time.Duration
 	gap      time.Duration
+	ring     *keyring // with Redis: seals and names the records
+	err      error    // why the ledger refuses to use Redis; nil when it does
 
 	mu       sync.Mutex
 	pending  map[tally]*sums
@@ -78,6 +98,7 @@ type Ledger struct {
 	mem      *memLedger          // nil with Redis
 
 	flushMu   sync.Mutex // one flush at a time
+	users     users      // with Redis: the users Flush named, under flushMu
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -116,12 +137,17 @@ var latencyMetrics = func() []string {
 	return out
 }()
 
-// counters spreads a tally over the fields of its bucket's hash.
-func (l *Ledger) counters(t tally, n *sums, into map[counter]int64) {
-	hash := l.prefix + "usage:" + string(t.kind) + ":" + strconv.FormatInt(t.bucket, 10)
+// bucketKey is the hash that keeps t.
+func (l *Ledger) bucketKey(t tally) string {
+	return l.prefix + "usage:" + string(t.kind) + ":" + strconv.FormatInt(t.bucket, 10)
+}
+
+// counters spreads a tally over the fields of its bucket's hash, named by name.
+func (l *Ledger) counters(t tally, name string, n *sums, into map[counter]int64) {
+	hash := l.bucketKey(t)
 	add := func(metric string, v int64) {
 		if v != 0 {
-			into[counter{hash, metric + "|" + t.name}] += v
+			into[counter{hash, metric + "|" + name}] += v
 		}
 	}
 	add("req", n.requests)
@@ -148,7 +174,59 @@ func (l *Ledger) sum(t tally) *sums {
 	return n
 }
 
-// NewLedger builds a Ledger and starts its flusher, which Close stops.
+// users remembers, for Flush, each subject's name and the day whose who|name this
+// process last wrote, so a user costs one HMAC and one sealed HSETNX a day, not one every
+// flush. It forgets everything every hour, and past maxUsers subjects: a who|name lost by
+// the store after it was written (a failover) is written again within the hour.
+type users struct {
+	hour int64 // unix hour of the first flush since it forgot
+	m    map[string]user
+}
+
+type user struct {
+	name string // the HMAC name of the subject's fields
+	day  int64  // unix day of the last who|name written; 0: none
+}
+
+// maxUsers bounds the subjects users remembers.
+const maxUsers = 10000
+
+// user returns subject's entry, named at first use; the caller holds flushMu.
+func (l *Ledger) user(subject string, now time.Time) user {
+	u := &l.users
+	if h := now.Unix() / 3600; h != u.hour || len(u.m) >= maxUsers {
+		u.hour = h
+		clear(u.m)
+	}
+	e, ok := u.m[subject]
+	if !ok {
+		e = user{name: l.userName(subject)}
+		u.m[subject] = e
+	}
+	return e
+}
+
+// userName is the name of subject's usage fields in Redis: the HMAC of the subject under
+// the newest key, apart from every other name the keyring gives (the label), so it
+// cannot be matched with the Store's subject index.
+func (l *Ledger) userName(subject string) string {
+	return l.ring.name(0, "", "ledger user\x00"+subject)
+}
+
+// openRecord returns the record raw, read from the Redis key key (and bound to bound):
+// sealed, it is opened; a JSON record, as the release before sealing wrote it, is
+// returned as it is. ok is false when it does not open.
+func (l *Ledger) openRecord(raw []byte, key, bound string) (plain []byte, ok bool) {
+	if len(raw) > 0 && raw[0] == '{' {
+		return raw, true
+	}
+	plain, err := l.ring.open(raw, key, bound)
+	return plain, err == nil
+}
+
+// NewLedger builds a Ledger and starts its flusher, which Close stops. With Redis and no
+// usable LedgerOptions.Keys it logs why, starts no flusher, counts nothing, and every
+// call returns the error.
 func NewLedger(opts LedgerOptions) *Ledger {
 	l := &Ledger{
 		rdb:      opts.Redis,
@@ -175,13 +253,33 @@ func NewLedger(opts LedgerOptions) *Ledger {
 	}
 	if l.rdb == nil {
 		l.mem = newMemLedger()
+	} else {
+		l.ring, l.err = ledgerKeyring(opts.Keys)
+		l.users.m = map[string]user{}
 	}
-	if l.interval < 0 {
+	if l.err != nil {
+		l.log.Error("tokencache: the ledger keeps no records", "err", l.err)
+	}
+	if l.interval < 0 || l.err != nil {
 		close(l.done)
 		return l
 	}
 	go l.flusher()
 	return l
+}
+
+// ledgerKeyring is the keyring of a ledger on Redis. Nothing older reads a sealed
+// record of the ledger, so it writes the newest value version.
+func ledgerKeyring(keys []Key) (*keyring, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("tokencache: the ledger needs encryption keys with Redis")
+	}
+	r, err := newKeyring(keys)
+	if err != nil {
+		return nil, fmt.Errorf("tokencache: ledger: %w", err)
+	}
+	r.write.Store(uint32(valueV3))
+	return r, nil
 }
 
 func (l *Ledger) flusher() {
@@ -243,6 +341,9 @@ func latencyBucket(d time.Duration) int {
 
 // Record counts u in the current hour and day. It never does I/O.
 func (l *Ledger) Record(u Use) {
+	if l.err != nil {
+		return
+	}
 	now := l.now()
 	hour, day := now.Unix()/3600, now.Unix()/86400
 	us := u.Upstream.Microseconds()
@@ -284,6 +385,9 @@ func (l *Ledger) retention(hash string) time.Duration {
 // Flush writes the pending counters and finished refreshes, and ends the refreshes that
 // paused longer than the gap.
 func (l *Ledger) Flush(ctx context.Context) error {
+	if l.err != nil {
+		return l.err
+	}
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	runErr := l.writeRuns(ctx)
@@ -293,8 +397,21 @@ func (l *Ledger) Flush(ctx context.Context) error {
 	l.pending, l.last, l.finished = map[tally]*sums{}, map[string]lastSeen{}, nil
 	l.mu.Unlock()
 	pending := make(map[counter]int64, 4*len(tallies))
+	who := map[counter][]byte{} // with Redis: who|user → the subject, sealed
+	var named []tally           // the users whose who|user is written
+	now := l.now()
 	for t, n := range tallies {
-		l.counters(t, n, pending)
+		name := t.name
+		if t.kind == 'u' && l.ring != nil {
+			u := l.user(t.name, now)
+			name = u.name
+			if u.day != t.bucket {
+				hash := l.bucketKey(t)
+				who[counter{hash, "who|" + name}] = l.ring.seal([]byte(t.name), hash, name)
+				named = append(named, t)
+			}
+		}
+		l.counters(t, name, n, pending)
 	}
 	last := make(map[string]string, len(seen))
 	for src, v := range seen {
@@ -313,6 +430,11 @@ func (l *Ledger) Flush(ctx context.Context) error {
 			p.HIncrBy(ctx, c.hash, c.field, n)
 			hashes[c.hash] = true
 		}
+		// Whichever replica names a user first in a day keeps it: every replica
+		// seals the same subject.
+		for c, v := range who {
+			p.HSetNX(ctx, c.hash, c.field, v)
+		}
 		for h := range hashes {
 			p.Expire(ctx, h, l.retention(h))
 		}
@@ -325,6 +447,14 @@ func (l *Ledger) Flush(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err == nil {
+		for _, t := range named {
+			if u, ok := l.users.m[t.name]; ok {
+				u.day = t.bucket
+				l.users.m[t.name] = u
+			}
+		}
+	}
 	return errors.Join(runErr, unavailable(err))
 }
 
@@ -383,6 +513,9 @@ type LastStatus struct {
 func (l *Ledger) hashes(ctx context.Context, names []string) ([]map[string]string, error) {
 	if l.mem != nil {
 		return l.mem.read(l.now(), names), nil
+	}
+	if l.err != nil {
+		return nil, l.err
 	}
 	cmds := make([]*redis.MapStringStringCmd, len(names))
 	_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -475,10 +608,14 @@ func (l *Ledger) Days(ctx context.Context, since time.Time, keys bool) ([]PartyD
 	var out []PartyDay
 	for i, m := range maps {
 		by := map[string]*PartyDay{}
+		who := map[string]string{} // user name → subject
 		for f, v := range m {
 			metric, id, ok := strings.Cut(f, "|")
-			if !ok {
+			if !ok || metric == "who" {
 				continue
+			}
+			if !keys {
+				id = l.subject(m, names[i], id, who)
 			}
 			n, _ := strconv.ParseInt(v, 10, 64)
 			pd := by[id]
@@ -486,11 +623,13 @@ func (l *Ledger) Days(ctx context.Context, since time.Time, keys bool) ([]PartyD
 				pd = &PartyDay{ID: id, Day: time.Unix((first+int64(i))*86400, 0).UTC()}
 				by[id] = pd
 			}
+			// Summed: one subject has two names on the day of a key rotation, and a
+			// name and itself in clear on the day of the upgrade to sealing.
 			switch metric {
 			case "req":
-				pd.Requests = n
+				pd.Requests += n
 			case "bytes":
-				pd.Bytes = n
+				pd.Bytes += n
 			}
 		}
 		day := make([]PartyDay, 0, len(by))
@@ -501,6 +640,24 @@ func (l *Ledger) Days(ctx context.Context, since time.Time, keys bool) ([]PartyD
 		out = append(out, day...)
 	}
 	return out, nil
+}
+
+// subject returns the subject of the user field id of the day hash m, kept under key:
+// the subject sealed in who|id, or id itself when there is none (what the release before
+// sealing wrote) or it does not open (sealed under a key no longer configured). seen
+// remembers the answers for m.
+func (l *Ledger) subject(m map[string]string, key, id string, seen map[string]string) string {
+	if s, ok := seen[id]; ok {
+		return s
+	}
+	s := id
+	if sealed, ok := m["who|"+id]; ok && l.ring != nil {
+		if plain, err := l.ring.open([]byte(sealed), key, id); err == nil {
+			s = string(plain)
+		}
+	}
+	seen[id] = s
+	return s
 }
 
 // Last returns the last answer's status per source.

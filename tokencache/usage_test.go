@@ -2,8 +2,6 @@ package tokencache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,29 +11,49 @@ import (
 )
 
 // ledgerPair returns two Ledgers (replicas) on one store: two on one Redis (real when
-// BRIDGE_TEST_REDIS_URL is set, else miniredis), or, for memory, one Ledger twice.
+// BRIDGE_TEST_REDIS_URL is set, else miniredis; the Cluster for "cluster"), or, for
+// memory, one Ledger twice.
 func ledgerPair(t *testing.T, backend string, now func() time.Time) (*Ledger, *Ledger) {
 	t.Helper()
-	var rdb redis.UniversalClient
+	e := ledgerEnv(t, backend)
+	a := e.ledger(t, LedgerOptions{Now: now, FlushInterval: -1})
+	if e.client == nil {
+		return a, a
+	}
+	return a, e.ledger(t, LedgerOptions{Now: now, FlushInterval: -1})
+}
+
+// ledgerEnv returns the env of a ledger backend: "memory", "redis" or "cluster" (skipped
+// without BRIDGE_TEST_REDIS_CLUSTER).
+func ledgerEnv(t *testing.T, backend string) *env {
+	t.Helper()
 	switch backend {
 	case "memory":
-		l := NewLedger(LedgerOptions{Now: now, FlushInterval: -1})
-		return l, l
+		return &env{name: "memory"}
 	case "cluster":
 		e := clusterEnv(t)
 		if e == nil {
 			t.Skip("no Redis Cluster")
 		}
-		rdb = e.client
+		return e
 	default:
-		rdb = rateRedis(t)
+		return redisEnv(t)
 	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	prefix := "test-" + hex.EncodeToString(b) + ":"
-	a := NewLedger(LedgerOptions{Redis: rdb, Prefix: prefix, Now: now, FlushInterval: -1})
-	c := NewLedger(LedgerOptions{Redis: rdb, Prefix: prefix, Now: now, FlushInterval: -1})
-	return a, c
+}
+
+// ledger makes a Ledger (a replica) of the env: on its Redis and prefix, with the shared
+// test key unless opts has keys; in memory, on its own.
+func (e *env) ledger(t testing.TB, opts LedgerOptions) *Ledger {
+	t.Helper()
+	if e.client != nil {
+		opts.Redis, opts.Prefix = e.client, e.prefix
+		if opts.Keys == nil {
+			opts.Keys = []Key{sharedKey}
+		}
+	}
+	l := NewLedger(opts)
+	t.Cleanup(func() { l.Close() })
+	return l
 }
 
 func TestLedgerUsageAddsUpAcrossReplicas(t *testing.T) {
@@ -216,12 +234,17 @@ func TestLedgerAuditRingIsBounded(t *testing.T) {
 
 // TestRecordDoesNotAllocate: counting a request on the hot path costs map
 // updates only, once its counters exist in the current bucket.
+// With Redis as in memory: the subject is named and sealed by Flush, not here.
 func TestRecordDoesNotAllocate(t *testing.T) {
-	l := NewLedger(LedgerOptions{FlushInterval: -1, Now: func() time.Time { return time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC) }})
-	u := Use{Source: "k2", Subject: "alice", KeyID: "key1", Status: 200, Bytes: 100, Upstream: time.Millisecond}
-	l.Record(u)
-	if n := testing.AllocsPerRun(100, func() { l.Record(u) }); n != 0 {
-		t.Errorf("Record: got %v allocations, want 0", n)
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			l := ledgerEnv(t, backend).ledger(t, LedgerOptions{FlushInterval: -1, Now: func() time.Time { return time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC) }})
+			u := Use{Source: "k2", Subject: "alice", KeyID: "key1", Status: 200, Bytes: 100, Upstream: time.Millisecond}
+			l.Record(u)
+			if n := testing.AllocsPerRun(100, func() { l.Record(u) }); n != 0 {
+				t.Errorf("Record: got %v allocations, want 0", n)
+			}
+		})
 	}
 }
 
@@ -240,12 +263,10 @@ func BenchmarkRecord(b *testing.B) {
 // audit stream is trimmed.
 func TestLedgerRedisKeys(t *testing.T) {
 	ctx := context.Background()
-	rdb := rateRedis(t)
-	b := make([]byte, 6)
-	rand.Read(b)
-	prefix := "test-" + hex.EncodeToString(b) + ":"
+	e := redisEnv(t)
+	rdb, prefix := e.client, e.prefix
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	l := NewLedger(LedgerOptions{Redis: rdb, Prefix: prefix, Now: func() time.Time { return now }, FlushInterval: -1})
+	l := e.ledger(t, LedgerOptions{Now: func() time.Time { return now }, FlushInterval: -1})
 	l.Record(Use{Source: "k2", Subject: "alice", KeyID: "key1", Status: 200, Bytes: 1})
 	if err := l.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -273,7 +294,6 @@ func TestLedgerRedisKeys(t *testing.T) {
 	if n, _ := rdb.XLen(ctx, prefix+"audit").Result(); n > AuditLen+200 {
 		t.Errorf("audit stream: %d entries, want about %d", n, AuditLen)
 	}
-	rdb.Del(ctx, prefix+"audit")
 }
 
 // TestLedgerFlushesOnItsOwn: the flusher writes counts without a call to
@@ -309,4 +329,57 @@ func (m *memLedger) readHours(ctx context.Context, l *Ledger) (int64, error) {
 	var n int64
 	fmt.Sscan(maps[0]["req|k2"], &n)
 	return n, nil
+}
+
+// BenchmarkLedgerFlush: one flush of a second's counts of 1000 users, on Redis.
+func BenchmarkLedgerFlush(b *testing.B) {
+	ctx := context.Background()
+	e := redisEnv(b)
+	l := NewLedger(LedgerOptions{Redis: e.client, Prefix: e.prefix, Keys: []Key{sharedKey}, FlushInterval: -1})
+	defer l.Close()
+	subjects := make([]string, 1000)
+	for i := range subjects {
+		subjects[i] = fmt.Sprintf("user-%04d@example.com", i)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, s := range subjects {
+			l.Record(Use{Source: "k2", Subject: s, Status: 200, Bytes: 100})
+		}
+		if err := l.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLedgerAudit: one audit event written to Redis.
+func BenchmarkLedgerAudit(b *testing.B) {
+	ctx := context.Background()
+	e := redisEnv(b)
+	l := NewLedger(LedgerOptions{Redis: e.client, Prefix: e.prefix, Keys: []Key{sharedKey}, FlushInterval: -1})
+	defer l.Close()
+	ev := Event{Kind: AuditSignIn, Subject: "user-0001@example.com", Email: "user-0001@example.com", Session: "s3ss10n"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Audit(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLedgerPages: 100 refreshes of one page each applied and written to Redis.
+func BenchmarkLedgerPages(b *testing.B) {
+	ctx := context.Background()
+	e := redisEnv(b)
+	l := NewLedger(LedgerOptions{Redis: e.client, Prefix: e.prefix, Keys: []Key{sharedKey}, FlushInterval: -1})
+	defer l.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range 100 {
+			l.Page(Page{Source: "k2", Subject: fmt.Sprintf("user-%04d@example.com", i), EntitySet: "Orders", More: 0, Rows: 10, Status: 200, Bytes: 100})
+		}
+		if err := l.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

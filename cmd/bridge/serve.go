@@ -221,7 +221,7 @@ func buildTraced(ctx context.Context, cfg *Config, log *slog.Logger, tr *traces)
 		return nil, fmt.Errorf("token cache: %w", err)
 	}
 	a.store = store
-	a.ledger = tokencache.NewLedger(tokencache.LedgerOptions{Redis: a.redis, Logger: log.With(slog.String("component", "ledger"))})
+	a.ledger = tokencache.NewLedger(tokencache.LedgerOptions{Redis: a.redis, Keys: keys, Logger: log.With(slog.String("component", "ledger"))})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
