@@ -283,12 +283,12 @@ func TestHostileInput(t *testing.T) {
 }
 
 // keysDiff describes keys added or removed.
-// withoutLedger drops the operators' records (usage, refresh history, audit
+// withoutLedger drops the operators' records (usage, refreshes, audit
 // trail): a request that passed authorization is counted, whatever its
 // answer, and that is not a change of sessions, keys or codes.
 func withoutLedger(keys []string) []string {
 	return slices.DeleteFunc(slices.Clone(keys), func(k string) bool {
-		for _, p := range []string{"bridge:usage:", "bridge:refreshes:", "bridge:audit", "bridge:first:"} {
+		for _, p := range []string{"bridge:usage:", "bridge:refreshes:", "bridge:{runs}", "bridge:audit", "bridge:first:"} {
 			if strings.HasPrefix(k, p) {
 				return true
 			}
