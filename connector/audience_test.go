@@ -63,11 +63,11 @@ type audienceUpstream struct {
 	seen []string // the aud of every token received
 }
 
-func (u *audienceUpstream) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
+func (u *audienceUpstream) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) odata.Served {
 	out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://upstream.invalid/"+path, nil)
 	if err := auth.Authorize(r.Context(), out, false); err != nil {
 		WriteError(w, odata.Version4, err)
-		return
+		return odata.Served{}
 	}
 	raw := strings.TrimPrefix(out.Header.Get("Authorization"), "Bearer ")
 	var claims jwt.RegisteredClaims
@@ -78,6 +78,7 @@ func (u *audienceUpstream) ServeFeed(w http.ResponseWriter, r *http.Request, pat
 	u.seen = append(u.seen, strings.Join(claims.Audience, " "))
 	u.mu.Unlock()
 	w.WriteHeader(http.StatusOK)
+	return odata.Served{}
 }
 
 func (u *audienceUpstream) Version() string { return odata.Version4 }

@@ -362,8 +362,9 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 // feedFunc is a Feed made of a function, whose OData version is unknown.
 type feedFunc func(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer)
 
-func (f feedFunc) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
+func (f feedFunc) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) odata.Served {
 	f(w, r, path, user, auth)
+	return odata.Served{}
 }
 
 func (feedFunc) Version() string { return "" }

@@ -70,8 +70,9 @@ type Feed interface {
 	// ServeFeed answers r; path is the escaped remainder after
 	// /odata/{source}/, user an opaque per-caller cache key (the session,
 	// or a session's feed key; "" caches nothing), auth the upstream
-	// credentials (nil: none).
-	ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer)
+	// credentials (nil: none). It returns what it read of the body it
+	// answered with: the rows of a page and whether it named a next one.
+	ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) odata.Served
 	// Version is the source's OData version, "" while it is unknown.
 	Version() string
 }

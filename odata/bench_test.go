@@ -290,3 +290,54 @@ func BenchmarkRelayServe(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRelayPages is Relay.Serve alone on 1,000-row v4 pages with a next link (about
+// 330 KB with minimal metadata, 600 KB with full), answered at once by a canned transport,
+// for a client without and with gzip: its MB/s is the relay's own cost per byte of a page
+// (the Rewriter, reading what the page held, the copies and gzip).
+func BenchmarkRelayPages(b *testing.B) {
+	const base = "http://upstream.example/svc/"
+	for _, full := range []bool{false, true} {
+		page := bytes.ReplaceAll(benchPage(1000, full), []byte(benchBase), []byte(base))
+		for _, gz := range []bool{false, true} {
+			name := fmt.Sprintf("metadata=minimal/gzip=%v", gz)
+			if full {
+				name = fmt.Sprintf("metadata=full/gzip=%v", gz)
+			}
+			b.Run(name, func(b *testing.B) {
+				rl, err := NewRelay([]Upstream{{Name: "s", URL: base, PublicBase: "https://bridge.example.com/odata/s/"}},
+					Options{Transport: cannedTransport{page}, Registerer: prometheus.NewRegistry()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rl.sources["s"].timesHeaders = true
+				req := httptest.NewRequest("GET", "/odata/s/People", nil)
+				req.Header = http.Header{"Accept": {"application/json"}, "User-Agent": {"wrk"}}
+				if gz {
+					req.Header.Set("Accept-Encoding", "gzip")
+				}
+				b.SetBytes(int64(len(page)))
+				b.ReportAllocs()
+				for b.Loop() {
+					rl.Serve(&discardWriter{h: http.Header{}}, req, "s", "People", "", nil)
+				}
+			})
+		}
+	}
+}
+
+// benchPage returns a v4 page of n rows of benchFeed, with its next link.
+func benchPage(n int, full bool) []byte {
+	feed := benchFeed(1<<20, full)
+	// Cut after the n-th row: rows are separated by "},{" at the top of the array.
+	at := bytes.Index(feed, []byte(`"value":[`)) + len(`"value":[`)
+	end := at
+	for range n {
+		k := bytes.Index(feed[end:], []byte(`"Price":"12345678901234567890.125"}`))
+		end += k + len(`"Price":"12345678901234567890.125"}`)
+		if feed[end] == ',' {
+			end++
+		}
+	}
+	return append(bytes.TrimSuffix(feed[:end], []byte(",")), "]}"...)
+}

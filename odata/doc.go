@@ -28,7 +28,14 @@
 //   - with a source's RepeatTTL or ReadAhead, answers a caller's identical GETs from one
 //     upstream request (joined in flight, kept for RepeatTTL after) and fetches the next
 //     page of a caller's feed while the client reads the current one (repeat.go,
-//     readahead.go), per caller and within Options.MemoryBudget.
+//     readahead.go), per caller and within Options.MemoryBudget;
+//   - reads every 2xx JSON or Atom page as it streams, after the Rewriter and before
+//     gzip, and returns what it held (Served: its rows and whether it named a next
+//     page) for the operators' records (scan.go). A kept or cached answer returns what
+//     was read when it was relayed. Rows are not counted, and Served.Read is false,
+//     for any other body: media, $value, $count, $metadata, the service document,
+//     $batch (whose parts the relay does not read), error statuses, HEAD, and a
+//     stream aborted before its end.
 //
 // Errors before the first byte go to Options.ErrorHandler as wrapped sentinels of this
 // package (or the Authorizer's own errors); connector maps them to status codes.

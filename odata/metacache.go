@@ -17,6 +17,7 @@ const (
 type metaEntry struct {
 	header  http.Header
 	body    []byte
+	served  Served // what the scanner read of the body when it was relayed
 	expires time.Time
 }
 

@@ -307,9 +307,9 @@ func (rl *Relay) Feed(name string) (*Feed, bool) {
 	return &Feed{rl: rl, st: st}, true
 }
 
-// ServeFeed relays r as Serve does, to f's source.
-func (f *Feed) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) {
-	f.rl.serve(w, r, f.st, path, user, auth)
+// ServeFeed relays r as Serve does, to f's source, and returns what it read of the body.
+func (f *Feed) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth Authorizer) Served {
+	return f.rl.serve(w, r, f.st, path, user, auth)
 }
 
 // Forget drops at once every response kept for, and every page read ahead for, the
@@ -364,6 +364,9 @@ type call struct {
 	rewriter  *Rewriter
 	gz        *gzipWriter
 	tee       *capBuffer
+	scan      scanWriter // reads the rewritten body for served, when scanned
+	scanned   bool
+	served    Served      // set by finish
 	teeHeader http.Header // the upstream's headers, after the policy, for the cache
 	cacheKey  string
 	out       countWriter
@@ -384,18 +387,20 @@ const maxReplayBody = 1 << 20
 // Serve relays r to the source named source; path is the escaped remainder after
 // "/odata/{source}/" (may be empty); user is an opaque key of the caller for the
 // metadata cache, the repeats and the pages read ahead, which are never shared between
-// two users ("" disables all of them for this call).
-func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, user string, auth Authorizer) {
+// two users ("" disables all of them for this call). It returns what it read of the
+// body it answered with (see Served); a response served from memory returns what was
+// read when it was relayed.
+func (rl *Relay) Serve(w http.ResponseWriter, r *http.Request, source, path, user string, auth Authorizer) Served {
 	Isolate(w.Header()) // on errors too: an upstream's body is never a page of the bridge's
 	st, ok := rl.sources[source]
 	if !ok {
 		rl.onError(w, r, "", ErrUnknownSource)
-		return
+		return Served{}
 	}
-	rl.serve(w, r, st, path, user, auth)
+	return rl.serve(w, r, st, path, user, auth)
 }
 
-func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, path, user string, auth Authorizer) {
+func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, path, user string, auth Authorizer) Served {
 	Isolate(w.Header()) // every entry point: an upstream's body is never a page of the bridge's
 	st.m.request()
 	last := path[strings.LastIndexByte(path, '/')+1:]
@@ -407,15 +412,15 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 	case http.MethodPost:
 		if last != "$batch" || !st.src.Batch {
 			rl.onError(w, r, st.version(), fault.With(ErrNotImplemented, "POST is relayed only for $batch on a source that allows it"))
-			return
+			return Served{}
 		}
 	default:
 		rl.onError(w, r, st.version(), fault.With(ErrNotImplemented, "the bridge relays GET, HEAD and $batch only"))
-		return
+		return Served{}
 	}
 	if err := checkPath(path); err != nil {
 		rl.onError(w, r, st.version(), err)
-		return
+		return Served{}
 	}
 	c := calls.Get().(*call)
 	*c = call{rl: rl, st: st, w: w, in: r, path: cleanEscaped(path), last: last, auth: auth, gzipOK: acceptsGzip(r.Header)}
@@ -431,16 +436,16 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 		c.cacheKey = metaKey(user, c.path, c.upQuery, r.Header)
 		if e, ok := st.cache.get(c.cacheKey); ok {
 			st.m.cache(true)
-			c.serveCached(e)
+			served := c.serveCached(e)
 			c.release()
-			return
+			return served
 		}
 		st.m.cache(false)
 	}
 	if c.cacheKey == "" && c.accelerated(user) {
-		if c.accelerate(user) {
+		if served, ok := c.accelerate(user); ok {
 			c.release()
-			return
+			return served
 		}
 		if f := c.flight; f != nil {
 			// Whatever ends the call, a panic too, its waiters must not wait on.
@@ -454,7 +459,7 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 		if err != nil {
 			rl.onError(w, r, st.version(), fault.With(ErrBadRequest, "reading the request body"))
 			c.release()
-			return
+			return Served{}
 		}
 		if len(b) <= maxReplayBody {
 			c.batchBody = b
@@ -477,9 +482,11 @@ func (rl *Relay) serve(w http.ResponseWriter, r *http.Request, st *sourceState, 
 		if r.Context().Value(http.ServerContextKey) != nil {
 			panic(http.ErrAbortHandler)
 		}
-		return
+		return Served{}
 	}
+	served := c.served
 	c.release()
+	return served
 }
 
 // release returns a finished call to the pool.

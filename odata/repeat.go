@@ -46,6 +46,7 @@ type kept struct {
 	header http.Header
 	body   []byte
 	next   *pageLink // the next page's link, nil when none
+	served Served    // what the scanner read of the body when it was relayed
 	ahead  bool      // fetched ahead and not claimed yet
 	timer  *time.Timer
 }
@@ -255,22 +256,22 @@ func (c *call) accelerated(user string) bool {
 }
 
 // accelerate answers the call from a kept response or a flight it joins, and reports
-// whether it did. Otherwise the call goes upstream; when it leads a new flight, c.flight
-// is set and the response it relays is shared.
-func (c *call) accelerate(user string) bool {
+// whether it did, with what it served. Otherwise the call goes upstream; when it leads
+// a new flight, c.flight is set and the response it relays is shared.
+func (c *call) accelerate(user string) (Served, bool) {
 	st := c.st
 	key := newRepeatKey(user, st, c.path, c.upQuery, c.in.Header)
 	for range 2 {
 		e, f, lead := c.rl.acc.lookup(key, user, true)
 		if lead {
 			c.flight = f
-			return false
+			return Served{}, false
 		}
 		if f != nil {
 			select {
 			case <-f.done:
 			case <-c.in.Context().Done():
-				return true // the client is gone; nobody reads an answer
+				return Served{}, true // the client is gone; nobody reads an answer
 			}
 			if f.res == nil {
 				// Nothing to share (an error, a large or uncacheable response, a failed
@@ -290,13 +291,13 @@ func (c *call) accelerate(user string) bool {
 			}
 		}
 		if e == nil {
-			return false
+			return Served{}, false
 		}
-		c.serveKept(e)
+		served := c.serveKept(e)
 		c.readAhead(e, user, c.auth, c.in.Header, 0)
-		return true
+		return served, true
 	}
-	return false
+	return Served{}, false
 }
 
 // usedAhead counts a read-ahead page reaching its client, once, and reports whether e
@@ -311,7 +312,7 @@ func (c *call) usedAhead(e *kept) bool {
 }
 
 // serveKept writes a kept response.
-func (c *call) serveKept(e *kept) { c.serveBody(e.header, e.body) }
+func (c *call) serveKept(e *kept) Served { return c.serveBody(e.header, e.body, e.served) }
 
 // keepBuffer passes writes on and keeps a copy for a flight, within maxKept and the
 // relay's budget; past either it keeps nothing and releases its bytes, and the flight's
@@ -408,7 +409,7 @@ func (c *call) settleFlight(ok bool) {
 		return
 	}
 	body := c.keep.body()
-	e := &kept{key: f.key, header: c.keep.header, body: body, ahead: f.ahead}
+	e := &kept{key: f.key, header: c.keep.header, body: body, ahead: f.ahead, served: c.served}
 	e.next = c.nextLink(e.body)
 	ttl := c.st.src.RepeatTTL
 	if f.ahead && ttl <= 0 {

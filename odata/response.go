@@ -109,9 +109,23 @@ func (c *call) modifyResponse(res *http.Response) error {
 			c.settleFlight(false) // only 200 responses are shared
 		}
 	}
+	if c.readsBody(res.StatusCode) {
+		// The scanner reads the rewritten body before it is kept, cached or compressed,
+		// so what it finds holds for every copy of it.
+		c.scan.s.reset()
+		c.scan.next = sink
+		c.scanned = true
+		sink = &c.scan
+	}
 	c.rewriter = c.st.getRewriter(sink)
 	c.body = c.rewriter
 	return nil
+}
+
+// readsBody reports whether the call's body is read for Served: a 2xx answer to a
+// request for data, not for $metadata, the service document or a $batch.
+func (c *call) readsBody(status int) bool {
+	return status >= 200 && status < 300 && c.path != "" && c.last != "$metadata" && c.last != "$batch"
 }
 
 // relayedHeader reports whether the upstream response header k (canonical form) reaches
@@ -394,8 +408,8 @@ func (st *sourceState) learn(h http.Header) {
 	}
 }
 
-// finish ends a relayed body that completed: the Rewriter's tail, the gzip trailer and
-// the $metadata cache entry.
+// finish ends a relayed body that completed: the Rewriter's tail, the gzip trailer,
+// what the scanner read and the $metadata cache entry.
 func (c *call) finish() error {
 	var err error
 	if c.rewriter != nil {
@@ -406,8 +420,11 @@ func (c *call) finish() error {
 		putGzip(c.gz)
 		c.gz = nil
 	}
+	if c.scanned && err == nil {
+		c.served = c.scan.s.result(true)
+	}
 	if c.tee != nil && err == nil && !c.tee.over && c.status == http.StatusOK {
-		c.st.cache.put(c.cacheKey, &metaEntry{header: c.teeHeader, body: c.tee.buf})
+		c.st.cache.put(c.cacheKey, &metaEntry{header: c.teeHeader, body: c.tee.buf, served: c.served})
 	}
 	if c.flight != nil {
 		c.settleFlight(err == nil)
@@ -449,29 +466,35 @@ func (c *call) releaseRewriter() {
 }
 
 // serveCached answers a $metadata request from the per-user cache.
-func (c *call) serveCached(e *metaEntry) { c.serveBody(e.header, e.body) }
+func (c *call) serveCached(e *metaEntry) Served { return c.serveBody(e.header, e.body, e.served) }
 
 // serveBody writes a 200 the relay holds whole: its headers, and its body
-// compressed when the client accepts gzip.
-func (c *call) serveBody(header http.Header, body []byte) {
+// compressed when the client accepts gzip. It returns served, what the scanner read
+// of the body when it was relayed, once the body reached the client whole.
+func (c *call) serveBody(header http.Header, body []byte, served Served) Served {
 	h := c.w.Header()
 	delete(h, "Odata-Version")
 	for k, v := range header {
 		h[k] = slices.Clone(v)
 	}
+	var err error
 	if c.gzipOK {
 		h.Set("Content-Encoding", "gzip")
 		c.w.WriteHeader(http.StatusOK)
 		gz := getGzip(&c.out)
-		gz.Write(body)
-		gz.Close()
+		_, err = gz.Write(body)
+		err = errors.Join(err, gz.Close())
 		putGzip(gz)
 	} else {
 		h.Set("Content-Length", strconv.Itoa(len(body)))
 		c.w.WriteHeader(http.StatusOK)
-		c.out.Write(body)
+		_, err = c.out.Write(body)
 	}
 	c.st.m.sent(c.out.n)
+	if err != nil {
+		return Served{}
+	}
+	return served
 }
 
 // gzipWriter is a pooled gzip.Writer at BestSpeed: relaying at network speed matters

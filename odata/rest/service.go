@@ -130,63 +130,71 @@ func New(src Config, opts Options) (*Service, error) {
 // ServeFeed answers one OData request; path is the escaped remainder after
 // "/odata/{source}/" ("" = service document); user is an opaque per-user
 // cache key; auth sets the upstream credentials (nil: none).
-func (s *Service) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) {
+//
+// It returns what it wrote: for a page of an entity set relayed whole, Read
+// with the rows of the page and whether it named a next page. An entity, a
+// $count, $metadata, the service document, an error and HEAD are not pages:
+// Read is false for them.
+func (s *Service) ServeFeed(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) odata.Served {
 	odata.Isolate(w.Header()) // errors included, like every response under /odata
-	if err := s.serve(w, r, path, user, auth); err != nil {
+	served, err := s.serve(w, r, path, user, auth)
+	if err != nil {
 		s.onError(w, r, err)
+		return odata.Served{}
 	}
+	return served
 }
 
 // Version is the OData version a Service speaks: always 4.0.
 func (s *Service) Version() string { return odata.Version4 }
 
-func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) error {
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, path, user string, auth odata.Authorizer) (odata.Served, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return fault.Withf(odata.ErrNotImplemented, "%s; the service is read-only", r.Method)
+		return odata.Served{}, fault.Withf(odata.ErrNotImplemented, "%s; the service is read-only", r.Method)
 	}
 	path = strings.TrimPrefix(path, "/")
 	unescaped, err := url.PathUnescape(path)
 	if err != nil {
-		return fault.With(odata.ErrBadRequest, "the path is not correctly escaped")
+		return odata.Served{}, fault.With(odata.ErrBadRequest, "the path is not correctly escaped")
 	}
 	switch unescaped {
 	case "":
 		if _, err := parseQuery(r.URL.RawQuery, nil); err != nil {
-			return err
+			return odata.Served{}, err
 		}
-		return s.serviceDocument(w, r, path)
+		return odata.Served{}, s.serviceDocument(w, r, path)
 	case "$metadata":
-		return s.writeMetadata(w, r)
+		return odata.Served{}, s.writeMetadata(w, r)
 	case "$batch":
-		return fault.With(odata.ErrNotImplemented, "$batch")
+		return odata.Served{}, fault.With(odata.ErrNotImplemented, "$batch")
 	}
 	res, err := s.resolve(path)
 	if err != nil {
-		return err
+		return odata.Served{}, err
 	}
 	q, err := parseQuery(r.URL.RawQuery, res.set)
 	if err != nil {
-		return err
+		return odata.Served{}, err
 	}
 	if q.skipToken != "" {
 		// Checked before the upstream is called: a forged token costs nothing upstream.
 		if q.token, err = s.verifySkipToken(q.skipToken, q.fingerprint(res.set.Name)); err != nil {
-			return err
+			return odata.Served{}, err
 		}
 	}
 	// The upstream is read before any byte is written, so every failure
 	// still reaches the error handler.
 	rows, err := s.list(r.Context(), res.set, user, auth)
 	if err != nil {
-		return err
+		return odata.Served{}, err
 	}
 	switch {
 	case res.count:
-		return s.writeCount(w, q, rows)
+		return odata.Served{}, s.writeCount(w, q, rows)
 	case res.hasKey:
-		return s.writeEntity(w, r, path, res, q, rows)
+		return odata.Served{}, s.writeEntity(w, r, path, res, q, rows)
 	}
-	return s.writeCollection(w, r, path, res.set, q, rows)
+	return s.writeCollection(w, r, path, res.set, q, rows), nil
 }
 
 // resource is a parsed resource path.

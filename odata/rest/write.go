@@ -98,7 +98,9 @@ func (s *Service) writeEntity(w http.ResponseWriter, r *http.Request, path strin
 	return fault.Withf(odata.ErrNotFound, "%s has no entity with key %s", es.Name, formatValue(res.key))
 }
 
-func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path string, es *entitySet, q *query, rows []row) error {
+// writeCollection writes one page of an entity set and returns what it wrote:
+// Read once the page reached the client whole, which a HEAD never does.
+func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path string, es *entitySet, q *query, rows []row) odata.Served {
 	rows = q.apply(rows, es.key)
 	total := len(rows)
 	start := min(q.skip, total)
@@ -139,7 +141,8 @@ func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path s
 		b = append(b, '}')
 	}
 	b = append(b, ']')
-	if to < end {
+	next := to < end
+	if next {
 		tok := s.signSkipToken(skipToken{offset: to - start, pageSize: pageSize}, q.fingerprint(es.Name))
 		b = append(b, `,"@odata.nextLink":`...)
 		b = appendJSONString(b, root+url.PathEscape(es.Name)+"?"+nextQuery(r.URL.RawQuery, tok))
@@ -150,8 +153,10 @@ func (s *Service) writeCollection(w http.ResponseWriter, r *http.Request, path s
 		w.Header().Set("Preference-Applied", prefName+"="+strconv.Itoa(pageSize))
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	_, _ = w.Write(b)
-	return nil
+	if _, err := w.Write(b); err != nil || r.Method == http.MethodHead {
+		return odata.Served{}
+	}
+	return odata.Served{Read: true, Rows: int64(to - from), Next: next}
 }
 
 // appendProperties appends `,"name":value` for each selected property; the
