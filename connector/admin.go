@@ -78,6 +78,7 @@ func (s *Server) isAdmin(id identity) bool {
 const (
 	adminSubjectKey = "admin_subject"
 	callerKey       = "feed_caller"
+	servedKey       = "feed_served" // what the feed read of its answer, for meter
 )
 
 // requireAdmin lets only the users named in admins through: 401 without a

@@ -1,15 +1,14 @@
 package connector
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"time"
 
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -21,71 +20,9 @@ import (
 // Refreshes are followed from the requests: the entity set is the first path
 // segment up to '(' (the service document and $-segments such as $metadata
 // are not entity sets); a request with $skip or $skiptoken in its query is a
-// following page, one without is a first page. Whether a page has a next link
-// is read from its first and last bytes (@odata.nextLink, odata.nextLink,
-// __next, rel="next"), where those are not compressed toward the client.
-
-// tailWriter keeps the first and last bytes of a response body, so the next
-// link of a page can be seen without parsing or buffering it.
-type tailWriter struct {
-	gin.ResponseWriter
-	head  [headLen]byte // the first bytes
-	nhead int
-	tail  [2 * tailLen]byte // the last tailLen bytes or more, at its start
-	ntail int
-}
-
-// tailWriters are reused: a request's writer is done when its handler returns.
-var tailWriters = sync.Pool{New: func() any { return new(tailWriter) }}
-
-const (
-	headLen = 512
-	tailLen = 512
-)
-
-func (w *tailWriter) keep(p []byte) {
-	if w.nhead < headLen {
-		w.nhead += copy(w.head[w.nhead:], p)
-	}
-	if len(p) >= tailLen {
-		w.ntail = copy(w.tail[:], p[len(p)-tailLen:])
-		return
-	}
-	if w.ntail+len(p) > len(w.tail) {
-		// Keep the last tailLen-len(p) bytes, then append p.
-		w.ntail = copy(w.tail[:], w.tail[w.ntail-(tailLen-len(p)):w.ntail])
-	}
-	w.ntail += copy(w.tail[w.ntail:], p)
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	w.keep(p)
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *tailWriter) WriteString(s string) (int, error) {
-	w.keep([]byte(s))
-	return w.ResponseWriter.WriteString(s)
-}
-
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (w *tailWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-var nextMarkers = [][]byte{[]byte(`nextLink"`), []byte(`"__next"`), []byte(`rel="next"`), []byte(`rel='next'`)}
-
-// more tells whether the page had a next link: 1, 0, or -1 when the body was
-// compressed and cannot be read.
-func (w *tailWriter) more() int {
-	if w.Header().Get("Content-Encoding") != "" {
-		return -1
-	}
-	for _, m := range nextMarkers {
-		if bytes.Contains(w.head[:w.nhead], m) || bytes.Contains(w.tail[:w.ntail], m) {
-			return 1
-		}
-	}
-	return 0
-}
+// following page, one without is a first page. The rows of a page and whether
+// it named a next page are what the feed read of the body it served
+// (odata.Served), before any compression toward the client.
 
 // entitySetOf is the entity set a relay path pages through, or "" for
 // anything a refresh does not page: the service document, $metadata, $batch,
@@ -110,25 +47,24 @@ func (s *Server) meter(c *gin.Context) {
 		return
 	}
 	start := time.Now()
-	tw := tailWriters.Get().(*tailWriter)
-	tw.ResponseWriter, tw.nhead, tw.ntail = c.Writer, 0, 0
-	c.Writer = tw
-	defer func() {
-		// Also on a panic: the recovery middleware still writes through c.Writer.
-		c.Writer = tw.ResponseWriter
-		tw.ResponseWriter = nil
-		tailWriters.Put(tw)
-	}()
 	c.Next()
 	v, ok := c.Get(callerKey)
 	if !ok {
 		return
 	}
 	who := v.(caller)
+	var served odata.Served
+	if v, ok := c.Get(servedKey); ok {
+		served = v.(odata.Served)
+	}
+	rows := int64(-1)
+	if served.Read {
+		rows = served.Rows
+	}
 	d := time.Since(start)
 	ctx := c.Request.Context()
 	src := c.Param("source")
-	u := tokencache.Use{Source: src, Status: tw.Status(), Bytes: int64(max(tw.Size(), 0)), Upstream: d}
+	u := tokencache.Use{Source: src, Status: c.Writer.Status(), Bytes: int64(max(c.Writer.Size(), 0)), Rows: rows, Upstream: d}
 	if who.user != "" {
 		u.Subject = s.subjectOfSession(ctx, who.user)
 	}
@@ -142,9 +78,16 @@ func (s *Server) meter(c *gin.Context) {
 	}
 	path := strings.TrimPrefix(strings.TrimPrefix(r.URL.EscapedPath(), "/odata/"+src), "/")
 	if set := entitySetOf(path); set != "" {
+		more := -1
+		switch {
+		case served.Read && served.Next:
+			more = 1
+		case served.Read:
+			more = 0
+		}
 		s.opts.Ledger.Page(tokencache.Page{
 			Source: src, Subject: u.Subject, EntitySet: set, Following: following(r.URL.RawQuery),
-			More: tw.more(), Status: u.Status, Bytes: u.Bytes, Duration: d,
+			More: more, Rows: max(rows, 0), Status: u.Status, Bytes: u.Bytes, Duration: d,
 		})
 	}
 }

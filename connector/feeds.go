@@ -57,7 +57,7 @@ func (s *Server) feed(c *gin.Context) {
 		return
 	}
 	c.Set(callerKey, who) // counted by meter
-	src.Feed.ServeFeed(c.Writer, r, path, who.cacheKey(), auth)
+	c.Set(servedKey, src.Feed.ServeFeed(c.Writer, r, path, who.cacheKey(), auth))
 	if known == "" && c.Writer.Status() >= 200 && c.Writer.Status() < 300 {
 		// Only an answer that succeeded speaks for the source: an error
 		// page of a proxy in front of it may name another version.
