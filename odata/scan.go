@@ -222,14 +222,13 @@ func (s *scanner) json(p []byte) {
 		i++
 		switch c {
 		case '"':
-			var j int
-			if m := uint64(0); i+8 <= n {
-				if m = quoteWord(binary.LittleEndian.Uint64(p[i:])); m != 0 {
+			j := -1
+			if i+8 <= n {
+				if m := quoteWord(binary.LittleEndian.Uint64(p[i:])); m != 0 {
 					j = bits.TrailingZeros64(m) >> 3
-				} else {
-					j = quoteIndex(p[i:])
 				}
-			} else {
+			}
+			if j < 0 {
 				j = quoteIndex(p[i:])
 			}
 			if j >= 0 && (j == 0 || p[i+j-1] != '\\') {
