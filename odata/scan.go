@@ -35,8 +35,13 @@ type Served struct {
 //     entries and links of inline expanded feeds do not count.
 //
 // It is a small state machine that keeps no part of the body beyond a short
-// member or element name. It does not validate: a malformed body gives counts of
-// no meaning (or Read false when its nesting breaks), never a panic.
+// member or element name. Most bytes of a page are inside its entities, where only
+// the nesting counts: there it goes from bracket to bracket (or tag to tag) with
+// bytes.IndexByte and bytes.Count rather than byte by byte (skip, entryTags), and
+// it reads the members of the root object the same way up to the next bracket
+// (members); the byte-by-byte reading takes what those cannot, such as a string
+// cut by the end of a chunk. It does not validate: a malformed body gives counts
+// of no meaning (or Read false when its nesting breaks), never a panic.
 type scanner struct {
 	mode  uint8 // scanStart, scanJSON, scanAtom, scanOther
 	bom   uint8 // bytes of the UTF-8 byte order mark seen at the start
@@ -50,7 +55,9 @@ type scanner struct {
 	depth    int32
 	coll     int32 // depth of the collection array; -1 none
 	inStr    bool  // inside a string
-	esc      bool  // the string so far ends in an odd run of backslashes
+	esc      bool  // the bytes so far end in an odd run of backslashes
+	skipping byte  // '{' or '[': the kind of the container skip is in; 0 none
+	level    int32 // containers of that kind open in skip, the skipped one included
 	wantKey  bool  // the next string is a member name of a container that matters
 	keying   bool  // inside such a member name
 	inD      bool  // the object at depth 2 is the v2 "d"
@@ -169,11 +176,23 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 // json reads a chunk of a JSON document.
 func (s *scanner) json(p []byte) {
 	i, n := 0, len(p)
+	// The next '{', '[', '}', ']' and '\\' of p at or after where they were looked
+	// for; -1: not looked for yet.
+	next := [5]int{-1, -1, -1, -1, -1}
+	slow := 0 // the bytes before slow go through the byte-by-byte reading
 	for i < n {
-		if s.depth > 2 && s.depth > s.coll {
+		if s.skipping != 0 {
 			// Inside an entity, or a value nested deeper than the members that matter.
-			i = s.deep(p, i)
+			i = s.skip(p, i, &next[4])
 			continue
+		}
+		if i >= slow && !s.inStr && !s.ended && s.member == memNone && (s.depth == 1 || s.depth == 2 && s.inD) {
+			k, ok := s.members(p, i, &next)
+			if !ok {
+				slow = k
+			} else {
+				i = k
+			}
 		}
 		if s.inStr {
 			from := i
@@ -203,14 +222,13 @@ func (s *scanner) json(p []byte) {
 		i++
 		switch c {
 		case '"':
-			var j int
-			if m := uint64(0); i+8 <= n {
-				if m = quoteWord(binary.LittleEndian.Uint64(p[i:])); m != 0 {
+			j := -1
+			if i+8 <= n {
+				if m := quoteWord(binary.LittleEndian.Uint64(p[i:])); m != 0 {
 					j = bits.TrailingZeros64(m) >> 3
-				} else {
-					j = quoteIndex(p[i:])
 				}
-			} else {
+			}
+			if j < 0 {
 				j = quoteIndex(p[i:])
 			}
 			if j >= 0 && (j == 0 || p[i+j-1] != '\\') {
@@ -261,6 +279,9 @@ func (s *scanner) json(p []byte) {
 			s.depth++
 			s.member = memNone
 			s.wantKey = c == '{' && (s.depth == 1 || s.depth == 2 && s.inD)
+			if s.depth > 2 && s.depth > s.coll {
+				s.skipping, s.level = c, 1
+			}
 		case '}', ']':
 			if s.depth <= 2 {
 				if s.depth <= 0 || s.depth == 1 && c != '}' || s.depth == 2 && c != s.kind2+2 {
@@ -288,67 +309,190 @@ func (s *scanner) json(p []byte) {
 	}
 }
 
-// deep reads p from i while the scan is below the containers that matter (depth >
-// max(2, coll)), where only strings and the nesting count, and returns where it
-// came back up to them, or len(p). It is the loop most bytes of a page go through,
-// so its state lives in locals.
-func (s *scanner) deep(p []byte, i int) int {
-	depth, floor := s.depth, max(2, s.coll)
-	n := len(p)
-	if s.inStr {
-		// The chunk begins inside a string.
-		if i = s.skipString(p, i); s.inStr {
-			return i
-		}
+// skip reads p from i inside a container below the ones whose members matter (an
+// entity of the collection, or a value nested in one), up to the bracket that
+// closes it, and returns where that is, or len(p). It counts only brackets of the
+// container's own kind, which nest alone in valid JSON, and finds them with
+// bytes.IndexByte; one is outside strings when the quotes before it since the
+// last one, less the escaped ones, are even, which bytes.Count tells. So it
+// costs a few calls per bracket, not a step per byte. nb caches the next
+// backslash of p (-1: not looked for yet).
+func (s *scanner) skip(p []byte, i int, nb *int) int {
+	open, close := byte('{'), byte('}')
+	if s.skipping == '[' {
+		open, close = '[', ']'
 	}
-	for i < n {
-		c := p[i]
+	n := len(p)
+	level, in := s.level, s.inStr
+	if s.esc && i < n && (p[i] == '"' || p[i] == '\\') {
+		// The last chunk ended in an odd run of backslashes: this quote is escaped, or
+		// this backslash ends the run evenly.
 		i++
-		switch deepClass[c] {
-		case 0:
+	}
+	s.esc = false
+	no := indexFrom(p, i, open)
+	nc := indexFrom(p, i, close)
+	if *nb < i {
+		*nb = indexFrom(p, i, '\\')
+	}
+	for {
+		k := min(no, nc)
+		if k == n {
+			break
+		}
+		q := bytes.Count(p[i:k], quote)
+		if *nb < k {
+			q -= escapedQuotes(p, i, k, nb)
+		}
+		in = in != (q&1 == 1)
+		i = k + 1
+		if k == no {
+			no = indexFrom(p, i, open)
+			if !in {
+				level++
+			}
 			continue
-		case '"':
-			var j int
-			if i+8 <= n {
-				if m := quoteWord(binary.LittleEndian.Uint64(p[i:])); m != 0 {
-					j = bits.TrailingZeros64(m) >> 3
-				} else {
-					j = quoteIndex(p[i:])
-				}
-			} else {
-				j = quoteIndex(p[i:])
-			}
-			if j < 0 || j > 0 && p[i+j-1] == '\\' {
-				// The string goes on into the next chunk, or a backslash stands before
-				// its quote: the careful path.
-				s.inStr, s.esc = true, false
-				if i = s.skipString(p, i); s.inStr {
-					s.depth = depth
-					return i
-				}
-				continue
-			}
-			i += j + 1
-		case '{':
-			depth++
-		case '}':
-			depth--
-			if depth == floor {
-				s.depth = depth
+		}
+		nc = indexFrom(p, i, close)
+		if !in {
+			if level--; level == 0 {
+				s.skipping, s.level, s.inStr = 0, 0, false
+				s.depth--
 				return i
 			}
 		}
 	}
-	s.depth = depth
-	return i
+	// The chunk ends inside the container.
+	q := bytes.Count(p[i:], quote)
+	if *nb < n {
+		q -= escapedQuotes(p, i, n, nb)
+	}
+	in = in != (q&1 == 1)
+	// A run of backslashes escapes the next quote as escapedQuotes counts it, inside
+	// a string or not (where valid JSON has none), so the scan is the same however
+	// the body is cut.
+	k := n
+	for k > i && p[k-1] == '\\' {
+		k--
+	}
+	s.esc = (n-k)&1 == 1
+	s.level, s.inStr = level, in
+	return n
 }
 
-// deepClass sorts the bytes outside strings for deep: '"', '{' for both openers,
-// '}' for both closers, 0 for any other.
-var deepClass = func() (t [256]byte) {
-	t['"'], t['{'], t['['], t['}'], t[']'] = '"', '{', '{', '}', '}'
-	return t
-}()
+var quote = []byte{'"'}
+
+// members reads the members of an object whose members matter (the root, or the v2
+// "d") from p[i], outside strings and between members, up to the next bracket, at
+// once: when no backslash and no name that matters stands before it, and the
+// bracket is outside strings, the members before it are of no interest, and the
+// one whose value the bracket opens is named right before it. It returns the
+// bracket's index and true, having set the member; or, when those do not hold, an
+// index and false: the bytes up to it are read byte by byte. next caches the next
+// brackets and backslash of p, as json keeps them.
+func (s *scanner) members(p []byte, i int, next *[5]int) (int, bool) {
+	n := len(p)
+	k := n
+	for j, c := range [5]byte{'{', '[', '}', ']', '\\'} {
+		if next[j] < i {
+			next[j] = indexFrom(p, i, c)
+		}
+		if j < 4 {
+			k = min(k, next[j])
+		}
+	}
+	switch {
+	case k == n:
+		return n, false // the object goes on into the next chunk
+	case next[4] < k, bytes.Count(p[i:k], quote)&1 == 1:
+		return k + 1, false // a backslash, or the bracket is inside a string
+	case mayNameNext(p[i:k], s.depth == 2):
+		return k + 1, false // perhaps the next link
+	}
+	if c := p[k]; c == '}' || c == ']' {
+		return k, true
+	}
+	// The bracket opens the value of the member named last: `"name" : [`.
+	j := k - 1
+	for j > i && isSpace(p[j]) {
+		j--
+	}
+	if j <= i || p[j] != ':' {
+		return k + 1, false
+	}
+	for j--; j > i && isSpace(p[j]); j-- {
+	}
+	if j <= i || p[j] != '"' {
+		return k + 1, false
+	}
+	start := bytes.LastIndexByte(p[i:j], '"')
+	if start < 0 {
+		return k + 1, false
+	}
+	start += i
+	// It is a name where one is due: after '{' or ',', as the byte-by-byte reading
+	// tells them apart (in valid JSON, always).
+	b := start - 1
+	for b >= i && isSpace(p[b]) {
+		b--
+	}
+	if b < i && !s.wantKey || b >= i && p[b] != ',' && p[b] != '{' {
+		return k + 1, false
+	}
+	s.member, s.wantKey = s.memberOf(p[start+1:j]), false
+	return k, true
+}
+
+// mayNameNext reports whether b, without backslashes, may hold the name of a
+// next link: "@odata.nextLink" or "odata.nextLink", or with v2 "__next". It looks
+// for `Link"` first, whose 'L' is rare in most text, unlike the 'o' or '"' the
+// names begin with.
+func mayNameNext(b []byte, v2 bool) bool {
+	for rest := b; ; {
+		j := bytes.Index(rest, linkQuote)
+		if j < 0 {
+			break
+		}
+		if j >= 10 && string(rest[j-10:j]) == "odata.next" {
+			return true
+		}
+		rest = rest[j+len(linkQuote):]
+	}
+	return v2 && bytes.Contains(b, v2Next)
+}
+
+var (
+	linkQuote = []byte(`Link"`)
+	v2Next    = []byte(`__next"`)
+)
+
+// indexFrom is the index of c in p at or after i, or len(p).
+func indexFrom(p []byte, i int, c byte) int {
+	if j := bytes.IndexByte(p[i:], c); j >= 0 {
+		return i + j
+	}
+	return len(p)
+}
+
+// escapedQuotes counts the quotes in p[i:k] that an odd run of backslashes
+// escapes, from *nb, the first backslash at or after i, which it leaves at the
+// first at or after k. No run begins before i: p[i-1] is a bracket, or i is
+// where a chunk begins after an even run.
+func escapedQuotes(p []byte, i, k int, nb *int) int {
+	n, b := 0, *nb
+	for b < k {
+		r := b
+		for r < len(p) && p[r] == '\\' {
+			r++
+		}
+		if (r-b)&1 == 1 && r < k && p[r] == '"' {
+			n++
+		}
+		b = indexFrom(p, r, '\\')
+	}
+	*nb = b
+	return n
+}
 
 // quoteIndex is bytes.IndexByte(b, '"') for the short strings of JSON, where
 // the call costs more than the search: it looks at eight bytes at a time, in a
@@ -523,6 +667,13 @@ func (s *scanner) atom(p []byte) {
 	for i := 0; i < len(p); {
 		switch s.xs {
 		case xText:
+			if s.xdepth >= 2 && s.root == rootFeed {
+				// Inside an entry: only the nesting counts, read tag by tag.
+				var careful bool
+				if i, careful = s.entryTags(p, i); !careful {
+					continue
+				}
+			}
 			j := bytes.IndexByte(p[i:], '<')
 			if j < 0 {
 				return
@@ -672,6 +823,43 @@ func (s *scanner) atom(p []byte) {
 			}
 		}
 	}
+}
+
+// entryTags reads the text and tags inside an entry from p[i], in state xText, and
+// returns where it stopped: at the end of p, or after the end tag that closes the
+// entry (careful false), or at a '<' that the byte-by-byte reading must take
+// (careful true). Only the nesting of elements counts there, so a tag costs a few
+// bytes.IndexByte calls: an end tag ends at its first '>', and so does a start tag
+// when no other '>' comes before the next '<' ('<' stands in no attribute value,
+// '>' may). Comments, CDATA, processing instructions, a tag cut by the chunk's
+// end and a '>' that may be in an attribute value go the careful way.
+func (s *scanner) entryTags(p []byte, i int) (int, bool) {
+	n := len(p)
+	lt := indexFrom(p, i, '<')
+	for lt < n {
+		if lt+1 == n || p[lt+1] == '!' || p[lt+1] == '?' {
+			return lt, true
+		}
+		gt := indexFrom(p, lt, '>')
+		if gt == n {
+			return lt, true
+		}
+		next := indexFrom(p, gt, '<')
+		if p[lt+1] == '/' {
+			if s.xdepth--; s.xdepth == 1 {
+				return gt + 1, false // the entry ended
+			}
+		} else {
+			if next == n || bytes.IndexByte(p[gt+1:next], '>') >= 0 {
+				return lt, true
+			}
+			if p[gt-1] != '/' {
+				s.xdepth++
+			}
+		}
+		lt = next
+	}
+	return n, false
 }
 
 // skipUntil reads a comment, CDATA section or processing instruction from p[i]
