@@ -74,8 +74,15 @@ func pagedUpstream(t *testing.T, last int) *httptest.Server {
 // TestUsageAcrossReplicas: two replicas share one Redis ledger; a client that
 // accepts gzip pages one entity set through both in turn, as a load balancer
 // would send it. Usage adds up over both, and the refresh is one, complete,
-// with every page and row, although every answer was compressed.
+// with every page, although every answer was compressed; its rows are counted
+// when the source counts them.
 func TestUsageAcrossReplicas(t *testing.T) {
+	for _, count := range []bool{true, false} {
+		t.Run(fmt.Sprintf("count_rows=%v", count), func(t *testing.T) { testUsageAcrossReplicas(t, count) })
+	}
+}
+
+func testUsageAcrossReplicas(t *testing.T, count bool) {
 	const last = 5 // six pages of three rows
 	up := pagedUpstream(t, last)
 	rdb, prefix := ledgerRedis(t)
@@ -85,7 +92,7 @@ func TestUsageAcrossReplicas(t *testing.T) {
 			if store != nil {
 				o.Store = store // the replicas share sessions, as on one Redis
 			}
-			relay, err := odata.NewRelay([]odata.Upstream{{Name: "k2", URL: up.URL + "/svc/", PublicBase: o.PublicURL + "/odata/k2/"}}, odata.Options{})
+			relay, err := odata.NewRelay([]odata.Upstream{{Name: "k2", URL: up.URL + "/svc/", PublicBase: o.PublicURL + "/odata/k2/", CountRows: count}}, odata.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,19 +152,23 @@ func TestUsageAcrossReplicas(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	wantRows, wantRunRows := int64(rows), int64(rows)
+	if !count {
+		wantRows, wantRunRows = 0, -1
+	}
 	hours, err := ledgers[1].Hours(ctx, replicas[0].clock.Now().Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(hours) != 1 || hours[0].Requests != int64(pages) || hours[0].Rows != int64(rows) {
-		t.Errorf("hours: got %+v, want k2 with %d requests and %d rows from both replicas", hours, pages, rows)
+	if len(hours) != 1 || hours[0].Requests != int64(pages) || hours[0].Rows != wantRows {
+		t.Errorf("hours: got %+v, want k2 with %d requests and %d rows from both replicas", hours, pages, wantRows)
 	}
 	runs, err := ledgers[0].Refreshes(ctx, "k2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(runs) != 1 || runs[0].Pages != pages || runs[0].Rows != int64(rows) || runs[0].Outcome != tokencache.RefreshComplete ||
+	if len(runs) != 1 || runs[0].Pages != pages || runs[0].Rows != wantRunRows || runs[0].Outcome != tokencache.RefreshComplete ||
 		runs[0].EntitySet != "Orders" || runs[0].Subject != ada.Subject {
-		t.Errorf("refreshes: got %+v, want one complete refresh of Orders by %s, %d pages, %d rows", runs, ada.Subject, pages, rows)
+		t.Errorf("refreshes: got %+v, want one complete refresh of Orders by %s, %d pages, %d rows", runs, ada.Subject, pages, wantRunRows)
 	}
 }

@@ -57,7 +57,7 @@ func (s *Server) meter(c *gin.Context) {
 	if v, ok := c.Get(servedKey); ok {
 		served = v.(odata.Served)
 	}
-	rows := int64(-1)
+	rows := int64(-1) // not counted
 	if served.Read {
 		rows = served.Rows
 	}
@@ -87,7 +87,7 @@ func (s *Server) meter(c *gin.Context) {
 		}
 		s.opts.Ledger.Page(tokencache.Page{
 			Source: src, Subject: u.Subject, EntitySet: set, Following: following(r.URL.RawQuery),
-			More: more, Rows: max(rows, 0), Status: u.Status, Bytes: u.Bytes, Duration: d,
+			More: more, Rows: rows, Status: u.Status, Bytes: u.Bytes, Duration: d,
 		})
 	}
 }

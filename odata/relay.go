@@ -38,6 +38,9 @@ type Upstream struct {
 	// ReadAhead is how many pages ahead of the client the relay fetches a caller's next
 	// pages. Zero: off.
 	ReadAhead int
+	// CountRows counts the entities of every page relayed (Served.Rows) by reading each
+	// byte of it. Off, only the next link is read, from the ends of a page.
+	CountRows bool
 }
 
 // Authorizer sets the upstream credentials on an outgoing request. renew is true on the

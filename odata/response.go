@@ -112,8 +112,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 	if c.readsBody(res.StatusCode) {
 		// The scanner reads the rewritten body before it is kept, cached or compressed,
 		// so what it finds holds for every copy of it.
-		c.scan.s.reset()
-		c.scan.next = sink
+		c.scan.start(sink, c.st.src.CountRows)
 		c.scanned = true
 		sink = &c.scan
 	}
@@ -420,8 +419,8 @@ func (c *call) finish() error {
 		putGzip(c.gz)
 		c.gz = nil
 	}
-	if c.scanned && err == nil {
-		c.served = c.scan.s.result(true)
+	if c.scanned {
+		c.served = c.scan.result(err == nil)
 	}
 	if c.tee != nil && err == nil && !c.tee.over && c.status == http.StatusOK {
 		c.st.cache.put(c.cacheKey, &metaEntry{header: c.teeHeader, body: c.tee.buf, served: c.served})
@@ -437,6 +436,9 @@ func (c *call) finish() error {
 // why the stream broke.
 func (c *call) abandon(err error) {
 	c.settleFlight(false)
+	if c.scanned {
+		c.scan.result(false) // nothing read holds of a broken body
+	}
 	var cw errClientWrite
 	if c.ahead {
 		c.rl.log.Debug("read-ahead stream aborted", "source", c.st.src.Name, "bytes", c.out.n, "error", err)

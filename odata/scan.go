@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"math/bits"
+	"sync"
 )
 
 // Served is what a feed learned of the body it answered with, read as the body
@@ -16,9 +17,13 @@ import (
 // <entry>. Rows cannot be counted, and Read is false, for every other body:
 // media, $value, $count, $metadata, the service document, $batch, errors, HEAD,
 // and a stream that was aborted mid-body.
+//
+// Next is read from the ends of the body, which costs next to nothing. Rows are
+// counted only for a source with Upstream.CountRows, by a scanner that reads every
+// byte (see BENCHMARKS.md for its cost), and by the REST service, which writes them.
 type Served struct {
 	Read bool  // the body was a JSON or Atom OData document relayed to its end: Rows and Next hold
-	Rows int64 // entities of its top-level collection; 0 for a single entity
+	Rows int64 // entities of its top-level collection; 0 for a single entity; -1: not counted
 	Next bool  // it named a next page
 }
 
@@ -958,13 +963,45 @@ func appendCapped(buf []byte, n int, b []byte) int {
 	return n + copy(buf[n:], b)
 }
 
-// scanWriter passes writes on after the scanner has read them.
+// scanWriter passes writes on after reading them: whole with the scanner when the
+// source counts rows, only their edges otherwise.
 type scanWriter struct {
 	next io.Writer
 	s    scanner
+	e    *edges // nil: the scanner reads
+}
+
+// edgesPool keeps the edge buffers, which are too large to clear with every call.
+var edgesPool = sync.Pool{New: func() any { return new(edges) }}
+
+// start readies w for a body written on to next; full reads it whole.
+func (w *scanWriter) start(next io.Writer, full bool) {
+	w.next = next
+	if full {
+		w.s.reset()
+		return
+	}
+	w.e = edgesPool.Get().(*edges)
+	w.e.reset()
 }
 
 func (w *scanWriter) Write(p []byte) (int, error) {
-	w.s.write(p)
+	if w.e != nil {
+		w.e.write(p)
+	} else {
+		w.s.write(p)
+	}
 	return w.next.Write(p)
+}
+
+// result is what w read of a body that reached its end (complete) or not. It releases
+// what w holds.
+func (w *scanWriter) result(complete bool) Served {
+	if w.e == nil {
+		return w.s.result(complete)
+	}
+	r := w.e.result(complete)
+	edgesPool.Put(w.e)
+	w.e = nil
+	return r
 }

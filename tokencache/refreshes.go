@@ -48,7 +48,7 @@ type Page struct {
 	Source, Subject, EntitySet string
 	Following                  bool          // the request carried $skip or $skiptoken
 	More                       int           // 1: the page had a next link; 0: it had none; -1: unknown
-	Rows                       int64         // entities on the page, when it could be read
+	Rows                       int64         // entities on the page; -1: not counted
 	Status                     int           // the answer's status
 	Bytes                      int64         // response body bytes
 	Duration                   time.Duration // time to serve the page
@@ -62,7 +62,7 @@ type RefreshRun struct {
 	Start     time.Time     `json:"start"`
 	End       time.Time     `json:"end"`
 	Pages     int           `json:"pages"`
-	Rows      int64         `json:"rows"` // of the pages that could be read
+	Rows      int64         `json:"rows"` // -1 when a page's rows were not counted
 	Bytes     int64         `json:"bytes"`
 	Duration  time.Duration `json:"duration_ns"`
 	Outcome   string        `json:"outcome"`
@@ -121,7 +121,12 @@ func (l *Ledger) step(r *run, p Page, now time.Time) (*run, []RefreshRun) {
 	if !repeat {
 		// Power Query asks for a first page more than once before it pages on.
 		r.Pages++
-		r.Rows += max(p.Rows, 0)
+		switch {
+		case p.Rows < 0:
+			r.Rows = -1 // one page not counted: the refresh's rows are not known
+		case r.Rows >= 0:
+			r.Rows += p.Rows
+		}
 	}
 	r.Following = r.Following || p.Following
 	r.Bytes += p.Bytes

@@ -227,3 +227,32 @@ func TestLedgerCountsRows(t *testing.T) {
 		})
 	}
 }
+
+// A refresh with a page whose rows were not counted has no row count, not a short one.
+func TestLedgerRefreshRowsNotCounted(t *testing.T) {
+	for _, backend := range ledgerBackends {
+		t.Run(backend, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+			l, _ := ledgerPair(t, backend, func() time.Time { return now })
+			for i, rows := range []int64{5, -1, 5} {
+				now = now.Add(time.Second)
+				more := 1
+				if i == 2 {
+					more = 0
+				}
+				l.Page(Page{Source: "k2", Subject: "alice", EntitySet: "Orders", Following: i > 0, More: more, Rows: rows, Status: 200})
+			}
+			if err := l.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			runs, err := l.Refreshes(ctx, "k2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) != 1 || runs[0].Pages != 3 || runs[0].Rows != -1 || runs[0].Outcome != RefreshComplete {
+				t.Fatalf("runs: got %+v, want one complete refresh of 3 pages whose rows are not known (-1)", runs)
+			}
+		})
+	}
+}

@@ -283,6 +283,7 @@ func feedSources(cfg *Config, provider *idp.Provider, keys []tokencache.Key, reg
 				CacheMetadata: 5 * time.Minute,
 				RepeatTTL:     time.Duration(sc.RepeatTTL),
 				ReadAhead:     sc.ReadAhead,
+				CountRows:     sc.CountRows,
 			})
 		}
 	}
