@@ -17,7 +17,7 @@ const (
 type metaEntry struct {
 	header  http.Header
 	body    []byte
-	served  Served // what the scanner read of the body when it was relayed
+	served  Served // what the relay read of the body when it was relayed
 	expires time.Time
 }
 

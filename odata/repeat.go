@@ -46,7 +46,7 @@ type kept struct {
 	header http.Header
 	body   []byte
 	next   *pageLink // the next page's link, nil when none
-	served Served    // what the scanner read of the body when it was relayed
+	served Served    // what the relay read of the body when it was relayed
 	ahead  bool      // fetched ahead and not claimed yet
 	timer  *time.Timer
 }
@@ -410,7 +410,10 @@ func (c *call) settleFlight(ok bool) {
 	}
 	body := c.keep.body()
 	e := &kept{key: f.key, header: c.keep.header, body: body, ahead: f.ahead, served: c.served}
-	e.next = c.nextLink(e.body)
+	if c.served.Next {
+		// Only a page's own next link: not the __next of an expanded collection.
+		e.next = c.nextLink(e.body)
+	}
 	ttl := c.st.src.RepeatTTL
 	if f.ahead && ttl <= 0 {
 		ttl = defaultAheadTTL

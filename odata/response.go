@@ -110,7 +110,7 @@ func (c *call) modifyResponse(res *http.Response) error {
 		}
 	}
 	if c.readsBody(res.StatusCode) {
-		// The scanner reads the rewritten body before it is kept, cached or compressed,
+		// The rewritten body is read (scanWriter) before it is kept, cached or compressed,
 		// so what it finds holds for every copy of it.
 		c.scan.start(sink, c.st.src.CountRows)
 		c.scanned = true
@@ -408,7 +408,7 @@ func (st *sourceState) learn(h http.Header) {
 }
 
 // finish ends a relayed body that completed: the Rewriter's tail, the gzip trailer,
-// what the scanner read and the $metadata cache entry.
+// what was read of the body and the $metadata cache entry.
 func (c *call) finish() error {
 	var err error
 	if c.rewriter != nil {
@@ -471,7 +471,7 @@ func (c *call) releaseRewriter() {
 func (c *call) serveCached(e *metaEntry) Served { return c.serveBody(e.header, e.body, e.served) }
 
 // serveBody writes a 200 the relay holds whole: its headers, and its body
-// compressed when the client accepts gzip. It returns served, what the scanner read
+// compressed when the client accepts gzip. It returns served, what the relay read
 // of the body when it was relayed, once the body reached the client whole.
 func (c *call) serveBody(header http.Header, body []byte, served Served) Served {
 	h := c.w.Header()

@@ -24,8 +24,9 @@ import (
 //	{prefix}{runs}:last  sorted set: the same fields, scored by the last page's unix ms
 //
 // Each replica applies its pages as they are served (not with the once-a-second
-// counters), by reading the run and writing it back only if no other replica changed it
-// meanwhile. One decision, step, applies a page in memory and in Redis alike.
+// counters; a busy replica batches those of pageBatch), by reading the run and writing
+// it back only if no other replica changed it meanwhile. Runs that paused are ended by
+// the once-a-second flush of whichever replica looks first. One decision, step, applies a page in memory and in Redis alike.
 //
 // The caller is a subject, so a field is the HMAC of source, subject and entity set under
 // the newest key (runField), and the run is sealed, bound to the hash and the field. A
@@ -100,6 +101,9 @@ const (
 	// maxQueuedPages bounds the pages waiting to be applied in Redis; past it, pages
 	// are left out of the history until the store answers again.
 	maxQueuedPages = 10000
+	// pageBatch is the least time between two writes of pages in Redis: the pages one
+	// replica serves meanwhile are applied together.
+	pageBatch = 20 * time.Millisecond
 	// casAttempts is how often a replica tries to write a run other replicas keep
 	// changing; between tries it waits a random while that doubles each time.
 	casAttempts = 10
@@ -238,9 +242,9 @@ type runChange struct {
 	ended    []RefreshRun
 }
 
-// applyPages applies queued pages and ends the runs that paused, in Redis. It returns
-// the refreshes that ended; pages it could not apply are lost with the error.
-func (l *Ledger) applyPages(ctx context.Context, pages []pageAt, now time.Time) ([]RefreshRun, error) {
+// applyPages applies queued pages in Redis and, with sweep, ends the runs that paused.
+// It returns the refreshes that ended; pages it could not apply are lost with the error.
+func (l *Ledger) applyPages(ctx context.Context, pages []pageAt, now time.Time, sweep bool) ([]RefreshRun, error) {
 	byField := map[string][]pageAt{}
 	var order []string
 	for _, p := range pages {
@@ -252,11 +256,15 @@ func (l *Ledger) applyPages(ctx context.Context, pages []pageAt, now time.Time) 
 	}
 	// Runs whose last page is older than the gap end here, on whichever replica looks
 	// first; the compare-and-set lets only one of them write the ending.
-	stale, err := l.rdb.ZRangeByScore(ctx, l.runsLastKey(), &redis.ZRangeBy{
-		Min: "-inf", Max: "(" + strconv.FormatInt(now.Add(-l.gap).UnixMilli(), 10), Count: 1000,
-	}).Result()
-	if err != nil {
-		return nil, unavailable(err)
+	var stale []string
+	if sweep {
+		var err error
+		stale, err = l.rdb.ZRangeByScore(ctx, l.runsLastKey(), &redis.ZRangeBy{
+			Min: "-inf", Max: "(" + strconv.FormatInt(now.Add(-l.gap).UnixMilli(), 10), Count: 1000,
+		}).Result()
+		if err != nil {
+			return nil, unavailable(err)
+		}
 	}
 	for _, f := range stale {
 		if byField[f] == nil {
@@ -387,8 +395,9 @@ func (l *Ledger) Refreshes(ctx context.Context, source string) ([]RefreshRun, er
 }
 
 // writeRuns applies the queued pages in Redis and writes the refreshes that ended to
-// their sources' histories; the caller holds flushMu.
-func (l *Ledger) writeRuns(ctx context.Context) error {
+// their sources' histories; with sweep it also ends the runs that paused. The caller
+// holds flushMu.
+func (l *Ledger) writeRuns(ctx context.Context, sweep bool) error {
 	if l.rdb == nil {
 		return nil
 	}
@@ -399,7 +408,10 @@ func (l *Ledger) writeRuns(ctx context.Context) error {
 	if dropped > 0 {
 		l.log.Warn("tokencache: the store fell behind; pages left out of the refresh history", "pages", dropped)
 	}
-	ended, err := l.applyPages(ctx, queued, l.now())
+	if len(queued) == 0 && !sweep {
+		return nil
+	}
+	ended, err := l.applyPages(ctx, queued, l.now(), sweep)
 	if len(ended) == 0 {
 		return err
 	}

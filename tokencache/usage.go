@@ -293,11 +293,18 @@ func (l *Ledger) flusher() {
 		case <-l.kick:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			l.flushMu.Lock()
-			if err := l.writeRuns(ctx); err != nil {
+			if err := l.writeRuns(ctx, false); err != nil {
 				l.log.Warn("tokencache: following refreshes failed; those pages are left out", "err", err)
 			}
 			l.flushMu.Unlock()
 			cancel()
+			// Pages served meanwhile wait for the next write, so a busy replica writes
+			// them in batches, at most every pageBatch, rather than one by one.
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(pageBatch):
+			}
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if err := l.Flush(ctx); err != nil {
@@ -390,7 +397,7 @@ func (l *Ledger) Flush(ctx context.Context) error {
 	}
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
-	runErr := l.writeRuns(ctx)
+	runErr := l.writeRuns(ctx, true)
 	l.mu.Lock()
 	l.sweepRuns(l.now())
 	tallies, seen, finished := l.pending, l.last, l.finished
