@@ -1,10 +1,9 @@
 package connector
 
 import (
+	"net/http"
 	"strings"
 	"time"
-
-	"net/http"
 
 	"github.com/gin-gonic/gin"
 

@@ -170,7 +170,7 @@ func (l *Ledger) stale(r *run, now time.Time) bool { return now.Sub(r.Last) > l.
 
 // Page follows the refresh p belongs to. It never does I/O: in memory the refresh is
 // followed at once; with Redis the page is applied in the store by the ledger's writer,
-// right away, and finished refreshes are written to the history.
+// within pageBatch, and finished refreshes are written to the history.
 func (l *Ledger) Page(p Page) {
 	if l.err != nil {
 		return
