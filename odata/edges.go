@@ -98,7 +98,7 @@ func jsonTailNext(tail []byte) bool {
 	if best < 0 {
 		return false
 	}
-	rest, ok := afterStringValue(tail[end:])
+	_, rest, ok := stringValue(tail[end:])
 	return ok && bytes.IndexByte(rest, ']') < 0 && bytes.Count(rest, []byte("}")) == depth
 }
 
@@ -118,33 +118,11 @@ func jsonHeadNext(head []byte) bool {
 		if bytes.Count(before, []byte("{"))-bytes.Count(before, []byte("}")) != n.depth {
 			continue
 		}
-		if _, ok := afterStringValue(head[k+len(n.name):]); ok {
+		if _, _, ok := stringValue(head[k+len(n.name):]); ok {
 			return true
 		}
 	}
 	return false
-}
-
-// afterStringValue returns what follows the string value of a member, `: "…"`, and
-// whether there is one.
-func afterStringValue(b []byte) ([]byte, bool) {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	if len(b) == 0 || b[0] != ':' {
-		return nil, false
-	}
-	b = bytes.TrimLeft(b[1:], " \t\r\n")
-	if len(b) == 0 || b[0] != '"' {
-		return nil, false
-	}
-	for i := 1; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return b[i+1:], true
-		}
-	}
-	return nil, false
 }
 
 // atomRootFeedOrEntry reports whether an XML body's root element is an Atom feed or

@@ -88,41 +88,53 @@ func findNext(b []byte) (string, bool) {
 
 // jsonStringAfter decodes the string value after a member name: `: "…"`.
 func jsonStringAfter(b []byte) (string, bool) {
+	raw, _, ok := stringValue(b)
+	if !ok {
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// stringValue finds the string value after a member name, `: "…"`, and returns it
+// quoted, with what follows it.
+func stringValue(b []byte) (raw, rest []byte, ok bool) {
 	b = bytes.TrimLeft(b, " \t\r\n")
 	if len(b) == 0 || b[0] != ':' {
-		return "", false
+		return nil, nil, false
 	}
 	b = bytes.TrimLeft(b[1:], " \t\r\n")
 	if len(b) == 0 || b[0] != '"' {
-		return "", false
+		return nil, nil, false
 	}
 	for i := 1; i < len(b); i++ {
 		switch b[i] {
 		case '\\':
 			i++
 		case '"':
-			var s string
-			if json.Unmarshal(b[:i+1], &s) != nil {
-				return "", false
-			}
-			return s, true
+			return b[:i+1], b[i+1:], true
 		}
 	}
-	return "", false
+	return nil, nil, false
 }
 
 // findAtomNext returns the href of the last <link rel="next"> of an Atom feed.
 func findAtomNext(b []byte) (string, bool) {
-	k := max(bytes.LastIndex(b, []byte(`rel="next"`)), bytes.LastIndex(b, []byte(`rel='next'`)))
-	if k < 0 {
+	best := -1
+	var tag []byte
+	for _, rel := range relNext {
+		if k := bytes.LastIndex(b, rel); k > best {
+			if t := linkTagAt(b, k); t != nil {
+				best, tag = k, t
+			}
+		}
+	}
+	if tag == nil {
 		return "", false
 	}
-	start := bytes.LastIndexByte(b[:k], '<')
-	stop := bytes.IndexByte(b[k:], '>')
-	if start < 0 || stop < 0 {
-		return "", false
-	}
-	tag := b[start : k+stop]
 	h := bytes.Index(tag, []byte("href="))
 	if h < 0 || h+6 > len(tag) {
 		return "", false
