@@ -1,7 +1,8 @@
 package odata
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,12 +35,7 @@ func checkEdges(t *testing.T, b []byte, want Served) {
 // link as the whole-document reading does.
 func TestEdgesFixtures(t *testing.T) {
 	files := fixtures.OData(t)
-	var names []string
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		t.Run(name, func(t *testing.T) {
 			want := fixtureServed[name]
 			if !want.Read {

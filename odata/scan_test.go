@@ -6,8 +6,9 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,12 +184,7 @@ var fixtureServed = map[string]Served{
 
 func TestScanFixtures(t *testing.T) {
 	files := fixtures.OData(t)
-	var names []string
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		t.Run(name, func(t *testing.T) {
 			b := files[name]
 			want, ok := fixtureServed[name]
