@@ -238,7 +238,6 @@ type runChange struct {
 	field    string
 	old, new string // as stored (sealed; JSON from the release before); "": none
 	last     time.Time
-	pages    []pageAt // applied, kept to apply again after a conflict
 	ended    []RefreshRun
 }
 
@@ -331,7 +330,7 @@ func (l *Ledger) applyPages(ctx context.Context, pages []pageAt, now time.Time, 
 // change applies pages to the run stored as old ("" for none) and ends it if it paused
 // longer than the gap by now.
 func (l *Ledger) change(field, old string, pages []pageAt, now time.Time) runChange {
-	c := runChange{field: field, old: old, pages: pages}
+	c := runChange{field: field, old: old}
 	var r *run
 	if old != "" {
 		r = new(run)
