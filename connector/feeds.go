@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/internal/tracing"
 	"github.com/odata-bridge/bridge/odata"
 	"github.com/odata-bridge/bridge/tokencache"
 )
@@ -48,7 +49,7 @@ func (s *Server) feed(c *gin.Context) {
 
 	actx, span := s.startSpan(r.Context(), "connector.authorize")
 	who, auth, err := s.authorizeUpstream(actx, r, src)
-	endSpan(span, err)
+	tracing.End(span, err)
 	if err != nil {
 		s.writeAuthError(c.Writer, version, err)
 		return

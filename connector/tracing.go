@@ -59,12 +59,3 @@ func (s *Server) startSpan(ctx context.Context, name string) (context.Context, t
 	}
 	return s.tracer.Start(ctx, name)
 }
-
-// endSpan ends span, marked failed when err is not nil. The error's text
-// stays out of the span: it may quote what the caller sent.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		span.SetStatus(codes.Error, "")
-	}
-	span.End()
-}

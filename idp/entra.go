@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/internal/tracing"
 	"github.com/odata-bridge/bridge/tokencache"
 )
 
@@ -350,7 +351,7 @@ func (e *Entra) OnBehalfOf(ctx context.Context, assertion string, c Caller, reso
 // platform v2 at the token's own tenant.
 func (e *Entra) exchange(ctx context.Context, assertion string, c Caller, resource string) (_ oboResult, err error) {
 	ctx, span := startSpan(ctx, "idp.on_behalf_of")
-	defer func() { endSpan(span, err) }()
+	defer func() { tracing.End(span, err) }()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// clientcredentials lets grant_type be replaced; the rest is the

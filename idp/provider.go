@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/odata-bridge/bridge/fault"
+	"github.com/odata-bridge/bridge/internal/tracing"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -248,7 +249,7 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier, nonce string) (
 // Refresher: provider answers come back as *oauth2.RetrieveError.
 func (p *Provider) Refresh(ctx context.Context, refreshToken string) (_ *oauth2.Token, err error) {
 	ctx, span := startSpan(ctx, "idp.refresh")
-	defer func() { endSpan(span, err) }()
+	defer func() { tracing.End(span, err) }()
 	oc, err := p.config(ctx)
 	if err != nil {
 		return nil, err
@@ -266,7 +267,7 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken string) (_ *oauth2.
 // AudienceRefresher; provider answers come back as *oauth2.RetrieveError.
 func (p *Provider) RefreshFor(ctx context.Context, refreshToken string, scopes []string, resource string) (_ *oauth2.Token, err error) {
 	ctx, span := startSpan(ctx, "idp.refresh")
-	defer func() { endSpan(span, err) }()
+	defer func() { tracing.End(span, err) }()
 	oc, err := p.config(ctx)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -15,13 +14,4 @@ const tracerName = "github.com/odata-bridge/bridge/idp"
 // until the bridge turns tracing on.
 func startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
 	return otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
-}
-
-// endSpan ends span, marked failed when err is not nil; the error's text
-// stays out of the span, as the provider's answer may quote the request.
-func endSpan(span trace.Span, err error) {
-	if err != nil {
-		span.SetStatus(codes.Error, "")
-	}
-	span.End()
 }

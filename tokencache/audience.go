@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/odata-bridge/bridge/internal/tracing"
 	"golang.org/x/oauth2"
 )
 
@@ -178,7 +179,7 @@ func (s *Store) refreshAudience(ctx context.Context, sid string, aud Audience) (
 	}
 	rctx, span := startRefresh(ctx, aud.Name)
 	tok, err := ar.RefreshFor(rctx, sess.RefreshToken, aud.Scopes, aud.Resource)
-	endRefresh(span, err)
+	tracing.End(span, err)
 	if err == nil && (tok == nil || tok.AccessToken == "") {
 		err = errors.New("the token response has no access_token")
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/odata-bridge/bridge/internal/tracing"
 	"golang.org/x/oauth2"
 )
 
@@ -164,7 +165,7 @@ func (s *Store) refreshSession(ctx context.Context, sid string, rec sessionRecor
 	started := s.now()
 	rctx, span := startRefresh(ctx, "")
 	tok, err := s.refresher.Refresh(rctx, used)
-	endRefresh(span, err)
+	tracing.End(span, err)
 	if err == nil && (tok == nil || tok.AccessToken == "") {
 		err = errors.New("the token response has no access_token")
 	}

@@ -5,7 +5,6 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -21,13 +20,4 @@ func startRefresh(ctx context.Context, audience string) (context.Context, trace.
 		opts = append(opts, trace.WithAttributes(attribute.String("tokencache.audience", audience)))
 	}
 	return otel.Tracer(tracerName).Start(ctx, "tokencache.refresh", opts...)
-}
-
-// endRefresh ends span, marked failed when err is not nil; the error's text
-// stays out of the span, as provider answers may quote what was sent.
-func endRefresh(span trace.Span, err error) {
-	if err != nil {
-		span.SetStatus(codes.Error, "")
-	}
-	span.End()
 }

@@ -108,3 +108,12 @@ func scrub(attrs []attribute.KeyValue) []attribute.KeyValue {
 	}
 	return out
 }
+
+// End ends span, marked failed when err is not nil. The error's text stays out of
+// the span: it may quote what a caller or a provider sent.
+func End(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, "")
+	}
+	span.End()
+}
